@@ -1,0 +1,574 @@
+//! A parsed and fully validated model borrowing its file.
+
+use crate::error::short_name;
+use crate::header::{Header, HEADER_LEN};
+use crate::meta::*;
+use crate::*;
+
+/// A validated `.resq` file. Every index, shape and data range in it has been checked,
+/// so the accessors below cannot fail.
+#[derive(Clone, Debug)]
+pub struct Model<'a> {
+    /// The decoded header.
+    pub header: Header,
+    /// The decoded and validated metadata.
+    pub meta: Metadata<'a>,
+    data: &'a [u8],
+}
+
+/// Conv output size for one spatial axis, or `None` when the window does not fit.
+pub fn conv_out_dim(input: u32, kernel: u16, stride: u16, pad_a: u16, pad_b: u16) -> Option<u32> {
+    let padded = input + pad_a as u32 + pad_b as u32;
+    if stride == 0 || padded < kernel as u32 {
+        return None;
+    }
+    Some((padded - kernel as u32) / stride as u32 + 1)
+}
+
+struct Ctx<'m, 'a> {
+    meta: &'m Metadata<'a>,
+    data_len: u64,
+    layer: usize,
+}
+
+impl<'a> Ctx<'_, 'a> {
+    fn name(&self) -> heapless::String<64> {
+        short_name(
+            self.meta
+                .layers
+                .get(self.layer)
+                .map_or("<graph>", |l| l.name),
+        )
+    }
+
+    fn tensor(&self, what: &'static str, index: u16) -> Result<&TensorDesc<'a>, FormatError> {
+        self.meta
+            .tensors
+            .get(index as usize)
+            .ok_or_else(|| FormatError::TensorIndexOutOfRange {
+                layer: self.layer,
+                name: self.name(),
+                what,
+                index,
+                count: self.meta.tensors.len(),
+            })
+    }
+
+    fn range(
+        &self,
+        field: &'static str,
+        value: i64,
+        ok: bool,
+        limit: &'static str,
+    ) -> Result<(), FormatError> {
+        if ok {
+            Ok(())
+        } else {
+            Err(FormatError::OutOfRange {
+                layer: self.layer,
+                name: self.name(),
+                field,
+                value,
+                limit,
+            })
+        }
+    }
+
+    fn shape(
+        &self,
+        what: &'static str,
+        expected: [u64; 4],
+        found: [u64; 4],
+    ) -> Result<(), FormatError> {
+        if expected == found {
+            Ok(())
+        } else {
+            Err(FormatError::ShapeMismatch {
+                layer: self.layer,
+                name: self.name(),
+                what,
+                expected,
+                found,
+            })
+        }
+    }
+
+    /// Checks a data range: in bounds, aligned to `elem` bytes, and holding exactly `count` elements.
+    fn data(
+        &self,
+        field: &'static str,
+        r: DataRef,
+        elem: u32,
+        count: u64,
+    ) -> Result<(), FormatError> {
+        let end = r.offset as u64 + r.len as u64;
+        if end > self.data_len || r.offset % elem != 0 || r.len % elem != 0 {
+            return Err(FormatError::BadDataRef {
+                layer: self.layer,
+                name: self.name(),
+                field,
+                offset: r.offset,
+                len: r.len,
+                data_len: self.data_len,
+            });
+        }
+        self.shape(
+            field,
+            [count * elem as u64, 0, 0, 0],
+            [r.len as u64, 0, 0, 0],
+        )
+    }
+
+    fn same_quant(
+        &self,
+        what: &'static str,
+        a: &TensorDesc,
+        b: &TensorDesc,
+    ) -> Result<(), FormatError> {
+        if a.scale.to_bits() == b.scale.to_bits() && a.zero_point == b.zero_point {
+            Ok(())
+        } else {
+            Err(FormatError::BadGraph {
+                layer: self.layer,
+                name: self.name(),
+                why: what,
+            })
+        }
+    }
+
+    fn shift(&self, shift: u8) -> Result<(), FormatError> {
+        self.range("shift", shift as i64, (1..=62).contains(&shift), "1..=62")
+    }
+
+    fn window(&self, kernel: [u16; 2], stride: [u16; 2], pad: [u16; 4]) -> Result<(), FormatError> {
+        for k in kernel {
+            self.range("kernel", k as i64, (1..=MAX_KERNEL).contains(&k), "1..=64")?;
+        }
+        for s in stride {
+            self.range("stride", s as i64, (1..=MAX_STRIDE).contains(&s), "1..=16")?;
+        }
+        for p in pad {
+            self.range("pad", p as i64, p <= MAX_KERNEL, "0..=64")?;
+        }
+        Ok(())
+    }
+
+    fn window_out(
+        &self,
+        input: &TensorDesc,
+        kernel: [u16; 2],
+        stride: [u16; 2],
+        pad: [u16; 4],
+        c: u32,
+    ) -> Result<[u64; 4], FormatError> {
+        let oh = conv_out_dim(input.shape[1], kernel[0], stride[0], pad[0], pad[2]);
+        let ow = conv_out_dim(input.shape[2], kernel[1], stride[1], pad[1], pad[3]);
+        match (oh, ow) {
+            (Some(oh), Some(ow)) => Ok([1, oh as u64, ow as u64, c as u64]),
+            _ => Err(FormatError::BadGraph {
+                layer: self.layer,
+                name: self.name(),
+                why: "the window is larger than the padded input",
+            }),
+        }
+    }
+}
+
+fn dims(shape: [u32; 4]) -> [u64; 4] {
+    shape.map(|d| d as u64)
+}
+
+impl<'a> Model<'a> {
+    /// Parses and validates a whole file held in `file`.
+    ///
+    /// `file` must be 4-byte aligned in memory so i32 data can be borrowed in place
+    /// (otherwise [`FormatError::Misaligned`]).
+    pub fn parse(file: &'a [u8]) -> Result<Model<'a>, FormatError> {
+        if cfg!(target_endian = "big") {
+            return Err(FormatError::BigEndianTarget);
+        }
+        let header = Header::parse(file)?;
+        // The header checked every offset against the file length, so these slices are in bounds.
+        let meta_end = (header.meta_offset + header.meta_len) as usize;
+        let meta_bytes = &file[HEADER_LEN..meta_end];
+        let data = &file[header.data_offset as usize..];
+        if (data.as_ptr() as usize) % 4 != 0 {
+            return Err(FormatError::Misaligned);
+        }
+        let (meta, rest): (Metadata<'a>, &[u8]) = postcard::take_from_bytes(meta_bytes)
+            .map_err(|e| FormatError::BadMetadata(postcard_why(e)))?;
+        // Bytes between the metadata and the aligned data section must be zero padding.
+        if rest
+            .iter()
+            .chain(&file[meta_end..header.data_offset as usize])
+            .any(|&b| b != 0)
+        {
+            return Err(FormatError::BadMetadata(
+                "unexpected bytes after the metadata",
+            ));
+        }
+        let model = Model { header, meta, data };
+        model.validate()?;
+        Ok(model)
+    }
+
+    /// The raw data section.
+    pub fn data(&self) -> &'a [u8] {
+        self.data
+    }
+
+    /// An int8 array from the data section.
+    pub fn i8s(&self, r: DataRef) -> &'a [i8] {
+        bytemuck::cast_slice(self.bytes(r))
+    }
+
+    /// An i32 array from the data section (validated as aligned at load).
+    pub fn i32s(&self, r: DataRef) -> &'a [i32] {
+        bytemuck::try_cast_slice(self.bytes(r)).unwrap_or(&[])
+    }
+
+    fn bytes(&self, r: DataRef) -> &'a [u8] {
+        self.data
+            .get(r.offset as usize..r.offset as usize + r.len as usize)
+            .unwrap_or(&[])
+    }
+
+    /// Tensor descriptor by index (validated).
+    pub fn tensor(&self, index: u16) -> &TensorDesc<'a> {
+        &self.meta.tensors[index as usize]
+    }
+
+    /// The input tensor descriptor.
+    pub fn input(&self) -> &TensorDesc<'a> {
+        self.tensor(self.meta.input.tensor)
+    }
+
+    /// The output tensor descriptor.
+    pub fn output(&self) -> &TensorDesc<'a> {
+        self.tensor(self.meta.output.tensor)
+    }
+
+    /// Class labels (may be empty).
+    pub fn labels(&self) -> impl Iterator<Item = &'a str> {
+        let labels = self.meta.labels;
+        labels.lines().filter(move |_| !labels.is_empty())
+    }
+
+    /// Number of output classes.
+    pub fn classes(&self) -> usize {
+        self.output().elems()
+    }
+
+    /// Bytes of int8 weights, i32 biases and multipliers (the payload of the data section).
+    pub fn weight_bytes(&self) -> u64 {
+        self.meta
+            .layers
+            .iter()
+            .map(|l| match l.op {
+                Op::Conv(c) => {
+                    c.weights.len as u64 + c.bias.len as u64 + c.requant.mults.len as u64
+                }
+                Op::AvgPool(p) => p.mults.len as u64,
+                _ => 0,
+            })
+            .sum()
+    }
+
+    fn validate(&self) -> Result<(), FormatError> {
+        let meta = &self.meta;
+        let mut cx = Ctx {
+            meta,
+            data_len: self.data.len() as u64,
+            layer: meta.layers.len(),
+        };
+        // Tensors: shapes within limits.
+        for (i, t) in meta.tensors.iter().enumerate() {
+            let bad = |field, value: i64, limit| FormatError::OutOfRange {
+                layer: i,
+                name: short_name(t.name),
+                field,
+                value,
+                limit,
+            };
+            if t.shape[0] != 1 {
+                return Err(bad("tensor batch", t.shape[0] as i64, "must be 1"));
+            }
+            for d in &t.shape[1..] {
+                if *d == 0 || *d > MAX_DIM {
+                    return Err(bad("tensor dim", *d as i64, "1..=65536"));
+                }
+            }
+            if t.elems() as u64 > MAX_TENSOR_ELEMS {
+                return Err(bad("tensor elements", t.elems() as i64, "at most 64 Mi"));
+            }
+            if !(t.scale.is_finite() && t.scale > 0.0) {
+                return Err(bad("tensor scale", t.scale as i64, "finite and > 0"));
+            }
+        }
+        // Graph inputs / outputs and self-test.
+        let input = *cx.tensor("graph input", meta.input.tensor)?;
+        let output = *cx.tensor("graph output", meta.output.tensor)?;
+        let channels = input.shape[3] as u64;
+        let want_c = if meta.input.channels == ChannelOrder::Grey {
+            1
+        } else {
+            3
+        };
+        cx.shape(
+            "graph input channels",
+            [want_c, 0, 0, 0],
+            [channels, 0, 0, 0],
+        )?;
+        cx.data("input lut", meta.input.lut, 1, 256 * channels)?;
+        for s in meta.input.std.iter().take(channels as usize) {
+            cx.range(
+                "input std",
+                *s as i64,
+                s.is_finite() && *s != 0.0,
+                "finite and non-zero",
+            )?;
+        }
+        cx.shape(
+            "graph output",
+            [1, 1, 1, output.shape[3] as u64],
+            dims(output.shape),
+        )?;
+        cx.data(
+            "self-test input",
+            meta.self_test.input,
+            1,
+            input.elems() as u64,
+        )?;
+        cx.data(
+            "self-test output",
+            meta.self_test.expected,
+            1,
+            output.elems() as u64,
+        )?;
+        let classes = output.shape[3] as usize;
+        let labels = meta.labels.lines().count();
+        if !meta.labels.is_empty() && labels != classes {
+            return Err(FormatError::ShapeMismatch {
+                layer: meta.layers.len(),
+                name: short_name("labels"),
+                what: "label count vs classes",
+                expected: [classes as u64, 0, 0, 0],
+                found: [labels as u64, 0, 0, 0],
+            });
+        }
+
+        // Layers: every tensor written exactly once, read only after it is written.
+        let mut written = [false; MAX_TENSORS];
+        written[meta.input.tensor as usize] = true;
+        for (i, layer) in meta.layers.iter().enumerate() {
+            cx.layer = i;
+            for t in layer.op.inputs().into_iter().flatten() {
+                cx.tensor("input", t)?;
+                if !written[t as usize] {
+                    return Err(FormatError::BadGraph {
+                        layer: i,
+                        name: cx.name(),
+                        why: "reads a tensor that no earlier layer writes",
+                    });
+                }
+            }
+            let out = layer.op.output();
+            cx.tensor("output", out)?;
+            if written[out as usize] {
+                return Err(FormatError::BadGraph {
+                    layer: i,
+                    name: cx.name(),
+                    why: "writes a tensor that is already written",
+                });
+            }
+            written[out as usize] = true;
+            self.validate_op(&cx, &layer.op)?;
+        }
+        cx.layer = meta.layers.len();
+        if !written[meta.output.tensor as usize] {
+            return Err(FormatError::BadGraph {
+                layer: cx.layer,
+                name: short_name("<graph>"),
+                why: "no layer writes the output tensor",
+            });
+        }
+        Ok(())
+    }
+
+    fn validate_op(&self, cx: &Ctx<'_, 'a>, op: &Op) -> Result<(), FormatError> {
+        match *op {
+            Op::Conv(c) => {
+                let x = cx.tensor("input", c.input)?;
+                let y = cx.tensor("output", c.output)?;
+                cx.window(c.kernel, c.stride, c.pad)?;
+                let cin = x.shape[3];
+                let cout = y.shape[3];
+                let g = c.groups as u32;
+                cx.range(
+                    "groups",
+                    g as i64,
+                    g >= 1 && cin % g == 0 && cout % g == 0,
+                    "≥ 1 and dividing cin and cout",
+                )?;
+                let dot = (cin / g) as u64 * c.kernel[0] as u64 * c.kernel[1] as u64;
+                cx.range(
+                    "kh·kw·cin/groups",
+                    dot as i64,
+                    dot <= MAX_DOT_LEN as u64,
+                    "at most 65536",
+                )?;
+                let expected = cx.window_out(x, c.kernel, c.stride, c.pad, cout)?;
+                cx.shape("conv output", expected, dims(y.shape))?;
+                cx.data("weights", c.weights, 1, cout as u64 * dot)?;
+                cx.data("bias", c.bias, 4, cout as u64)?;
+                cx.data("multipliers", c.requant.mults, 4, cout as u64)?;
+                cx.shift(c.requant.shift)?;
+                // Keep the i32 accumulator in range: |Σ x·w| ≤ 255·127·dot, plus the bias.
+                let budget = i32::MAX as i64 - 255 * 127 * dot as i64;
+                let worst = self
+                    .i32s(c.bias)
+                    .iter()
+                    .map(|b| (*b as i64).abs())
+                    .max()
+                    .unwrap_or(0);
+                cx.range(
+                    "bias",
+                    worst,
+                    worst <= budget,
+                    "small enough that the i32 accumulator cannot overflow",
+                )?;
+                for m in self.i32s(c.requant.mults) {
+                    cx.range("multiplier", *m as i64, *m >= 0, "≥ 0")?;
+                }
+                cx.range(
+                    "clamp",
+                    c.clamp[0] as i64,
+                    c.clamp[0] <= c.clamp[1],
+                    "min ≤ max",
+                )?;
+                if let Some(r) = c.residual {
+                    let rt = cx.tensor("residual", r.tensor)?;
+                    cx.shape("residual", dims(y.shape), dims(rt.shape))?;
+                    if r.tensor == c.input && x.shape != y.shape {
+                        cx.shape("residual", dims(y.shape), dims(x.shape))?;
+                    }
+                }
+            }
+            Op::MaxPool(p) => {
+                let x = cx.tensor("input", p.input)?;
+                let y = cx.tensor("output", p.output)?;
+                cx.window(p.kernel, p.stride, p.pad)?;
+                cx.range(
+                    "pad",
+                    p.pad[0] as i64,
+                    p.pad
+                        .iter()
+                        .zip([0, 1, 0, 1])
+                        .all(|(&pd, k)| pd < p.kernel[k]),
+                    "smaller than the window",
+                )?;
+                let expected = cx.window_out(x, p.kernel, p.stride, p.pad, x.shape[3])?;
+                cx.shape("maxpool output", expected, dims(y.shape))?;
+                cx.same_quant(
+                    "max pooling must keep its input's scale and zero point",
+                    x,
+                    y,
+                )?;
+            }
+            Op::AvgPool(a) => {
+                let p = a.window;
+                let x = cx.tensor("input", p.input)?;
+                let y = cx.tensor("output", p.output)?;
+                cx.window(p.kernel, p.stride, p.pad)?;
+                let area = p.kernel[0] as u32 * p.kernel[1] as u32;
+                cx.range(
+                    "pool area",
+                    area as i64,
+                    area <= MAX_POOL_AREA,
+                    "at most 4096",
+                )?;
+                cx.range(
+                    "pad",
+                    p.pad[0] as i64,
+                    p.pad
+                        .iter()
+                        .zip([0, 1, 0, 1])
+                        .all(|(&pd, k)| pd < p.kernel[k]),
+                    "smaller than the window",
+                )?;
+                let expected = cx.window_out(x, p.kernel, p.stride, p.pad, x.shape[3])?;
+                cx.shape("avgpool output", expected, dims(y.shape))?;
+                cx.data("multipliers", a.mults, 4, area as u64)?;
+                cx.shift(a.shift)?;
+                for m in self.i32s(a.mults) {
+                    cx.range("multiplier", *m as i64, *m >= 0, "≥ 0")?;
+                }
+            }
+            Op::Add(a) => {
+                let ta = cx.tensor("a", a.a)?;
+                let tb = cx.tensor("b", a.b)?;
+                let y = cx.tensor("output", a.output)?;
+                cx.shape("add operand b", dims(ta.shape), dims(tb.shape))?;
+                cx.shape("add output", dims(ta.shape), dims(y.shape))?;
+                cx.shift(a.shift)?;
+                cx.range(
+                    "clamp",
+                    a.clamp[0] as i64,
+                    a.clamp[0] <= a.clamp[1],
+                    "min ≤ max",
+                )?;
+            }
+            Op::Pad(p) => {
+                let x = cx.tensor("input", p.input)?;
+                let y = cx.tensor("output", p.output)?;
+                for v in p.pads {
+                    cx.range("pad", v as i64, v as u32 <= MAX_DIM, "0..=65536")?;
+                }
+                let [t, b, l, r, cb, ca] = p.pads.map(|v| v as u64);
+                let s = dims(x.shape);
+                cx.shape(
+                    "pad output",
+                    [1, s[1] + t + b, s[2] + l + r, s[3] + cb + ca],
+                    dims(y.shape),
+                )?;
+                cx.same_quant("padding must keep its input's scale and zero point", x, y)?;
+            }
+            Op::Subsample(s) => {
+                let x = cx.tensor("input", s.input)?;
+                let y = cx.tensor("output", s.output)?;
+                for st in s.step {
+                    cx.range("step", st as i64, (1..=MAX_STRIDE).contains(&st), "1..=16")?;
+                }
+                let out = |dim: u32, start: u16, step: u16| {
+                    (dim.saturating_sub(start as u32)).div_ceil(step as u32) as u64
+                };
+                let oh = out(x.shape[1], s.start[0], s.step[0]);
+                let ow = out(x.shape[2], s.start[1], s.step[1]);
+                cx.shape(
+                    "subsample output",
+                    [1, oh, ow, x.shape[3] as u64],
+                    dims(y.shape),
+                )?;
+                cx.same_quant(
+                    "subsampling must keep its input's scale and zero point",
+                    x,
+                    y,
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn postcard_why(e: postcard::Error) -> &'static str {
+    use postcard::Error as E;
+    match e {
+        E::DeserializeUnexpectedEnd => "it ends early",
+        E::DeserializeBadVarint => "bad integer encoding",
+        E::DeserializeBadBool => "bad boolean",
+        E::DeserializeBadUtf8 => "a name is not UTF-8",
+        E::DeserializeBadEnum => "unknown op or enum value",
+        E::DeserializeBadOption => "bad optional field",
+        _ => "malformed postcard or a list longer than resq's fixed capacity",
+    }
+}

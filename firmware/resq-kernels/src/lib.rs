@@ -1,0 +1,95 @@
+//! int8 kernels for resq.
+//!
+//! This crate holds the portable reference kernels: plain loops in pure integer arithmetic that
+//! define, bit for bit, what every faster kernel must compute. Activations are NHWC with batch 1;
+//! weights are `[cout][kh][kw][cin / groups]`.
+//!
+//! Callers (the engine) validate every shape at model load, so kernels only `debug_assert!`
+//! their slice lengths.
+#![no_std]
+#![warn(missing_docs)]
+
+pub mod reference;
+
+/// Rounding right shift: `round_half_up(v / 2^shift)` (ties go towards +∞), `shift` in 1..=62.
+///
+/// This is the only rounding in resq's integer pipeline. One 64-bit product and one rounding
+/// (rather than gemmlowp's doubling-high-multiply followed by a second rounding shift) keeps the
+/// result within ½ LSB of the exact value and maps onto NEON `vmull_s32` + `vrshlq_s64` and
+/// x86 `vpmuldq` + a rounding add.
+#[inline(always)]
+pub fn round_shift(v: i64, shift: u8) -> i64 {
+    (v + (1i64 << (shift - 1))) >> shift
+}
+
+/// `clamp(zero_point + round_shift(acc, shift), lo, hi)` as int8.
+#[inline(always)]
+pub fn finish(acc: i64, shift: u8, zero_point: i8, clamp: [i8; 2]) -> i8 {
+    (round_shift(acc, shift) + zero_point as i64).clamp(clamp[0] as i64, clamp[1] as i64) as i8
+}
+
+/// Shape and window of a 2-D convolution or pooling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    /// Input `[h, w, c]`.
+    pub input: [usize; 3],
+    /// Output `[h, w, c]`.
+    pub output: [usize; 3],
+    /// Window `[h, w]`.
+    pub kernel: [usize; 2],
+    /// Stride `[h, w]`.
+    pub stride: [usize; 2],
+    /// Padding before `[top, left]` (the padding after follows from the output size).
+    pub pad: [usize; 2],
+}
+
+impl Geometry {
+    /// Input row / column for output `o`, tap `k` on axis `axis` (0 = h, 1 = w), or `None` in padding.
+    #[inline(always)]
+    pub fn source(&self, axis: usize, o: usize, k: usize) -> Option<usize> {
+        (o * self.stride[axis] + k)
+            .checked_sub(self.pad[axis])
+            .filter(|&i| i < self.input[axis])
+    }
+}
+
+/// Everything a convolution does after the dot products: bias, requantization, the fused
+/// residual add and the clamp.
+#[derive(Clone, Copy, Debug)]
+pub struct Epilogue<'a> {
+    /// i32 bias per output channel, input zero point already folded in.
+    pub bias: &'a [i32],
+    /// Multiplier per output channel.
+    pub mults: &'a [i32],
+    /// Shared right shift.
+    pub shift: u8,
+    /// Output zero point.
+    pub zero_point: i8,
+    /// Output clamp `[min, max]`.
+    pub clamp: [i8; 2],
+    /// Residual operand, same shape as the output.
+    pub residual: Option<ResidualOperand<'a>>,
+}
+
+/// The tensor added in a fused residual epilogue.
+#[derive(Clone, Copy, Debug)]
+pub struct ResidualOperand<'a> {
+    /// Values, same layout as the output.
+    pub values: &'a [i8],
+    /// Its zero point.
+    pub zero_point: i8,
+    /// Multiplier of `(r − zero_point)` at the epilogue's shift.
+    pub mult: i32,
+}
+
+impl Epilogue<'_> {
+    /// Output value for accumulator `acc` of channel `c` at flat output index `index`.
+    #[inline(always)]
+    pub fn apply(&self, acc: i32, c: usize, index: usize) -> i8 {
+        let mut v = acc as i64 * self.mults[c] as i64;
+        if let Some(r) = &self.residual {
+            v += (r.values[index] as i64 - r.zero_point as i64) * r.mult as i64;
+        }
+        finish(v, self.shift, self.zero_point, self.clamp)
+    }
+}

@@ -1,0 +1,152 @@
+//! Accuracy of an int8 file on a labelled dataset, optionally against tract's f32 answers.
+
+use std::path::Path;
+
+use anyhow::{anyhow, ensure, Context, Result};
+use resq_engine::Engine;
+use tract_onnx::prelude::*;
+
+use crate::images::{Preprocess, Sample};
+use crate::import::load;
+
+/// The preprocessing recorded in a model file.
+pub fn preprocess_of(engine: &Engine) -> Preprocess {
+    let m = engine.model();
+    let t = m.input();
+    let i = m.meta.input;
+    Preprocess {
+        height: t.shape[1] as usize,
+        width: t.shape[2] as usize,
+        channels: i.channels,
+        layout: i.layout,
+        mean: i.mean,
+        std: i.std,
+    }
+}
+
+/// tract's f32 model, answering logits (the input of a final softmax) for comparison.
+pub struct Reference {
+    plan: Arc<TypedSimplePlan>,
+}
+
+impl Reference {
+    /// Loads the ONNX model the int8 file should be compared with.
+    pub fn load(path: &Path, layout: resq_format::Layout) -> Result<Reference> {
+        let source = load(path, layout)?;
+        let mut model = source.model;
+        let out = model.output_outlets()?[0];
+        let node = model.node(out.node);
+        if node.op_is::<tract_onnx::tract_core::ops::nn::Softmax>() {
+            let logits = node.inputs[0];
+            model.select_output_outlets(&[logits])?;
+        }
+        Ok(Reference {
+            plan: model.into_optimized()?.into_runnable()?,
+        })
+    }
+
+    /// Logits for one float input.
+    pub fn logits(&self, input: Tensor) -> Result<Vec<f32>> {
+        let out = self.plan.run(tvec!(input.into()))?;
+        Ok(out[0]
+            .to_plain_array_view::<f32>()?
+            .iter()
+            .copied()
+            .collect())
+    }
+}
+
+/// Figures of one evaluation.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EvalReport {
+    /// Images evaluated.
+    pub images: usize,
+    /// int8 top-1 hits.
+    pub top1_int8: usize,
+    /// f32 top-1 hits (with a reference).
+    pub top1_f32: Option<usize>,
+    /// Images where int8 and f32 agree on the top class.
+    pub agreement: Option<usize>,
+    /// Mean cosine similarity of int8 and f32 logits.
+    pub cosine: Option<f64>,
+}
+
+/// Index of the largest value (first on ties).
+pub fn argmax(v: &[f32]) -> usize {
+    v.iter()
+        .enumerate()
+        .fold(0, |best, (i, &x)| if x > v[best] { i } else { best })
+}
+
+/// Cosine similarity.
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum();
+    let na: f64 = a.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
+    if na == 0.0 || nb == 0.0 {
+        return if na == nb { 1.0 } else { 0.0 };
+    }
+    dot / (na * nb)
+}
+
+/// Dequantized int8 logits of the engine's last run.
+pub fn int8_logits(engine: &Engine) -> Vec<f32> {
+    let t = engine.model().output();
+    engine
+        .output()
+        .iter()
+        .map(|&q| t.scale * (q as f32 - t.zero_point as f32))
+        .collect()
+}
+
+/// Evaluates `engine` on `samples`.
+pub fn evaluate(
+    engine: &mut Engine,
+    samples: &[Sample],
+    reference: Option<&Reference>,
+) -> Result<EvalReport> {
+    let pre = preprocess_of(engine);
+    let classes = engine.model().classes();
+    let mut r = EvalReport {
+        images: samples.len(),
+        ..Default::default()
+    };
+    let (mut top1_f32, mut agree, mut cos) = (0, 0, 0.0);
+    for s in samples {
+        ensure!(
+            s.label < classes,
+            "{}: label {} but the model has {classes} classes",
+            s.path.display(),
+            s.label
+        );
+        let px = pre.load_pixels(&s.path)?;
+        engine
+            .set_input_pixels(&px)
+            .map_err(|e| anyhow!("{}: {e}", s.path.display()))?;
+        engine.run();
+        let q = int8_logits(engine);
+        let pred = argmax(&q);
+        r.top1_int8 += (pred == s.label) as usize;
+        if let Some(reference) = reference {
+            let f = reference
+                .logits(pre.float_input(&px))
+                .with_context(|| format!("reference on {}", s.path.display()))?;
+            ensure!(
+                f.len() == q.len(),
+                "the reference model has {} outputs, the int8 model {}",
+                f.len(),
+                q.len()
+            );
+            let fp = argmax(&f);
+            top1_f32 += (fp == s.label) as usize;
+            agree += (fp == pred) as usize;
+            cos += cosine(&q, &f);
+        }
+    }
+    if reference.is_some() {
+        r.top1_f32 = Some(top1_f32);
+        r.agreement = Some(agree);
+        r.cosine = Some(cos / samples.len().max(1) as f64);
+    }
+    Ok(r)
+}

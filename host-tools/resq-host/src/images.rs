@@ -1,0 +1,250 @@
+//! Images in, model inputs out: folders of images, labelled datasets, and the preprocessing
+//! shared by calibration, evaluation and the demo.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use image::imageops::FilterType;
+use resq_format::{ChannelOrder, Layout};
+use sha2::{Digest, Sha256};
+
+/// How pixels become the model's float input: `x = (pixel − mean) / std`, per channel in the
+/// model's channel order.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Preprocess {
+    /// Model input height.
+    pub height: usize,
+    /// Model input width.
+    pub width: usize,
+    /// Channel order (and count: grey is one channel).
+    pub channels: ChannelOrder,
+    /// Layout of the source model's input tensor.
+    pub layout: Layout,
+    /// Mean per channel, pixel units.
+    pub mean: [f32; 3],
+    /// Standard deviation per channel, pixel units.
+    pub std: [f32; 3],
+}
+
+impl Preprocess {
+    /// Number of channels.
+    pub fn channel_count(&self) -> usize {
+        if self.channels == ChannelOrder::Grey {
+            1
+        } else {
+            3
+        }
+    }
+
+    /// Loads an image and returns its pixels `[h][w][c]` in the model's channel order, resized so
+    /// its shorter side fits the input and centre-cropped (aspect ratio kept, as torchvision's
+    /// `Resize` + `CenterCrop`).
+    pub fn load_pixels(&self, path: &Path) -> Result<Vec<u8>> {
+        let img =
+            image::open(path).with_context(|| format!("cannot read image {}", path.display()))?;
+        Ok(self.pixels(&img))
+    }
+
+    /// As [`Preprocess::load_pixels`], from a decoded image.
+    pub fn pixels(&self, img: &image::DynamicImage) -> Vec<u8> {
+        let (w0, h0) = (img.width() as usize, img.height() as usize);
+        let (tw, th) = (self.width, self.height);
+        let scale = f64::max(tw as f64 / w0 as f64, th as f64 / h0 as f64);
+        let rw = ((w0 as f64 * scale).round() as usize).max(tw);
+        let rh = ((h0 as f64 * scale).round() as usize).max(th);
+        let resized = if (rw, rh) == (w0, h0) {
+            img.clone()
+        } else {
+            img.resize_exact(rw as u32, rh as u32, FilterType::Triangle)
+        };
+        let cropped = resized.crop_imm(
+            ((rw - tw) / 2) as u32,
+            ((rh - th) / 2) as u32,
+            tw as u32,
+            th as u32,
+        );
+        match self.channels {
+            ChannelOrder::Grey => cropped.to_luma8().into_raw(),
+            ChannelOrder::Rgb => cropped.to_rgb8().into_raw(),
+            ChannelOrder::Bgr => {
+                let mut px = cropped.to_rgb8().into_raw();
+                px.chunks_exact_mut(3).for_each(|p| p.swap(0, 2));
+                px
+            }
+        }
+    }
+
+    /// The float input tensor for the source model (tract), in its layout, shape `[1, …]`.
+    pub fn float_input(&self, pixels: &[u8]) -> tract_onnx::prelude::Tensor {
+        let (h, w, c) = (self.height, self.width, self.channel_count());
+        let x = |y: usize, xx: usize, ch: usize| {
+            (pixels[(y * w + xx) * c + ch] as f32 - self.mean[ch]) / self.std[ch]
+        };
+        match self.layout {
+            Layout::Nchw => {
+                tract_ndarray::Array4::from_shape_fn((1, c, h, w), |(_, ch, y, xx)| x(y, xx, ch))
+                    .into()
+            }
+            Layout::Nhwc => {
+                tract_ndarray::Array4::from_shape_fn((1, h, w, c), |(_, y, xx, ch)| x(y, xx, ch))
+                    .into()
+            }
+        }
+    }
+}
+
+use tract_onnx::prelude::tract_ndarray;
+
+fn is_image(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
+}
+
+/// Every PNG / JPEG file under `dir` (recursively), sorted by path, so runs are deterministic.
+pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+        let entries = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read folder {}", dir.display()))?;
+        for entry in entries {
+            let path = entry?.path();
+            if path.is_dir() {
+                walk(&path, out)?;
+            } else if is_image(&path) {
+                out.push(path);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out)?;
+    out.sort();
+    if out.is_empty() {
+        bail!(
+            "no PNG or JPEG images in {}; point to a folder of images",
+            dir.display()
+        );
+    }
+    Ok(out)
+}
+
+/// SHA-256 over the calibration set: each file's path relative to `root`, its length and its
+/// bytes, in order.
+pub fn digest_files(root: &Path, files: &[PathBuf]) -> Result<[u8; 32]> {
+    let mut h = Sha256::new();
+    for f in files {
+        let bytes = std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?;
+        let rel = f.strip_prefix(root).unwrap_or(f);
+        h.update(rel.to_string_lossy().as_bytes());
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(&bytes);
+    }
+    Ok(h.finalize().into())
+}
+
+/// SHA-256 of a file.
+pub fn sha256_file(path: &Path) -> Result<[u8; 32]> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(Sha256::digest(&bytes).into())
+}
+
+/// A labelled image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sample {
+    /// Image file.
+    pub path: PathBuf,
+    /// Class index.
+    pub label: usize,
+}
+
+/// Reads a labelled dataset: with `csv`, a CSV with a header and columns `file` (relative to
+/// `dir`) and `label` (class index); without, the ImageFolder layout (one sub-folder per
+/// class, sorted folder names give the class index).
+pub fn labelled_dataset(dir: &Path, csv: Option<&Path>) -> Result<Vec<Sample>> {
+    match csv {
+        Some(csv) => read_label_csv(dir, csv),
+        None => read_image_folder(dir),
+    }
+}
+
+fn read_label_csv(dir: &Path, csv: &Path) -> Result<Vec<Sample>> {
+    let text = std::fs::read_to_string(csv)
+        .with_context(|| format!("cannot read labels {}", csv.display()))?;
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
+    let (_, header) = lines
+        .next()
+        .with_context(|| format!("{} is empty; it needs a header line", csv.display()))?;
+    let cols: Vec<&str> = header.split(',').map(str::trim).collect();
+    // `file` is the documented name; the aliases cover common dataset exports (e.g. MLPerf Tiny's `png`).
+    let col = |names: &[&str]| {
+        cols.iter()
+            .position(|c| names.contains(c))
+            .with_context(|| {
+                format!(
+                    "{}: the header has no `{}` column (found: {}); it needs `file` and `label`",
+                    csv.display(),
+                    names[0],
+                    cols.join(", ")
+                )
+            })
+    };
+    let file_col = col(&["file", "png", "image", "filename", "path"])?;
+    let label_col = col(&["label"])?;
+    let mut out = Vec::new();
+    for (i, line) in lines {
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        let get = |c: usize| {
+            fields
+                .get(c)
+                .copied()
+                .with_context(|| format!("{} line {}: too few columns", csv.display(), i + 1))
+        };
+        let label = get(label_col)?.parse().with_context(|| {
+            format!(
+                "{} line {}: label `{}` is not a class index",
+                csv.display(),
+                i + 1,
+                fields[label_col]
+            )
+        })?;
+        let path = dir.join(get(file_col)?);
+        if !path.is_file() {
+            bail!(
+                "{} line {}: image {} does not exist",
+                csv.display(),
+                i + 1,
+                path.display()
+            );
+        }
+        out.push(Sample { path, label });
+    }
+    if out.is_empty() {
+        bail!("{} lists no images", csv.display());
+    }
+    Ok(out)
+}
+
+fn read_image_folder(dir: &Path) -> Result<Vec<Sample>> {
+    let mut classes: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read folder {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    classes.sort();
+    if classes.is_empty() {
+        bail!(
+            "{} has no class sub-folders; use the ImageFolder layout (DIR/<class>/<image>) or pass --labels CSV",
+            dir.display()
+        );
+    }
+    let mut out = Vec::new();
+    for (label, class) in classes.iter().enumerate() {
+        for path in list_images(class).unwrap_or_default() {
+            out.push(Sample { path, label });
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,426 @@
+//! Float graph + calibrated ranges → int8 `.resq` file.
+//!
+//! Weights: symmetric int8 per output channel (zero point 0, range ±127). Activations:
+//! asymmetric int8 per tensor. Biases: i32 at scale `s_in · s_w[c]`, with the input zero point
+//! folded in. Every rescale is an i32 multiplier and a right shift (see `resq_kernels::round_shift`).
+
+use anyhow::{bail, ensure, Context, Result};
+use resq_format::write::{write_file, DataSection};
+use resq_format::{self as fmt, InputSpec, Metadata, OutputSpec, Provenance, SelfTest};
+
+use crate::images::Preprocess;
+use crate::ir::{Activation, Graph, Op};
+
+/// Quantization of one tensor: real = scale · (q − zero_point).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QParams {
+    /// Step.
+    pub scale: f32,
+    /// Quantized zero.
+    pub zero_point: i8,
+}
+
+impl QParams {
+    /// Asymmetric int8 parameters covering `[lo, hi]` (widened to include 0, so zero padding
+    /// and ReLU are exact).
+    pub fn from_range(lo: f32, hi: f32) -> QParams {
+        let (lo, hi) = (lo.min(0.0), hi.max(0.0));
+        let span = (hi - lo).max(1e-8);
+        let scale = span / 255.0;
+        let zero_point = (-128.0 - lo / scale).round().clamp(-128.0, 127.0) as i8;
+        QParams { scale, zero_point }
+    }
+
+    /// Nearest int8 value of `x`, saturated.
+    pub fn quantize(&self, x: f32) -> i8 {
+        (x / self.scale + self.zero_point as f32)
+            .round()
+            .clamp(-128.0, 127.0) as i8
+    }
+}
+
+/// Multipliers and a shared shift such that `mults[i] / 2^shift ≈ reals[i]`, the largest
+/// multiplier in [2³⁰, 2³¹) for the best precision.
+pub fn fixed_point(reals: &[f64]) -> Result<(Vec<i32>, u8)> {
+    let max = reals.iter().copied().fold(0.0f64, f64::max);
+    ensure!(
+        reals.iter().all(|r| r.is_finite() && *r >= 0.0),
+        "non-finite or negative rescale factor {reals:?}"
+    );
+    if max == 0.0 {
+        return Ok((vec![0; reals.len()], 31));
+    }
+    let mut shift = (30 - max.log2().floor() as i32).min(62);
+    ensure!(
+        shift >= 1,
+        "rescale factor {max} is too large for int8 requantization"
+    );
+    loop {
+        let mults: Vec<i64> = reals
+            .iter()
+            .map(|r| (r * 2f64.powi(shift)).round() as i64)
+            .collect();
+        if mults.iter().all(|&m| m <= i32::MAX as i64) {
+            return Ok((mults.into_iter().map(|m| m as i32).collect(), shift as u8));
+        }
+        shift -= 1;
+    }
+}
+
+fn clamp_for(act: Activation, q: QParams) -> [i8; 2] {
+    match act {
+        Activation::Identity => [i8::MIN, i8::MAX],
+        Activation::Relu => [q.zero_point, i8::MAX],
+        Activation::Clip(lo, hi) => {
+            let lo = if lo.is_finite() {
+                q.quantize(lo)
+            } else {
+                i8::MIN
+            };
+            let hi = if hi.is_finite() {
+                q.quantize(hi)
+            } else {
+                i8::MAX
+            };
+            [lo, hi.max(lo)]
+        }
+    }
+}
+
+/// Everything besides the graph that goes into a file.
+#[derive(Clone, Debug)]
+pub struct FileInfo {
+    /// Preprocessing.
+    pub preprocess: Preprocess,
+    /// Class names (may be empty).
+    pub labels: Vec<String>,
+    /// Source model file name.
+    pub source_name: String,
+    /// Its SHA-256.
+    pub source_sha256: [u8; 32],
+    /// Calibration set digest.
+    pub calib_digest: [u8; 32],
+    /// Number of calibration images.
+    pub calib_images: u32,
+    /// Method name.
+    pub method: String,
+    /// Method parameter.
+    pub method_param: f32,
+    /// Self-test input pixels `[h][w][c]` (the first calibration image).
+    pub self_test_pixels: Vec<u8>,
+}
+
+/// Real-valued range of the model input implied by the preprocessing.
+pub fn input_range(p: &Preprocess) -> (f32, f32) {
+    let c = p.channel_count();
+    let lo = (0..c)
+        .map(|i| (0.0 - p.mean[i]) / p.std[i])
+        .fold(f32::INFINITY, f32::min);
+    let hi = (0..c)
+        .map(|i| (255.0 - p.mean[i]) / p.std[i])
+        .fold(f32::NEG_INFINITY, f32::max);
+    // A negative std flips the range.
+    (lo.min(hi), hi.max(lo))
+}
+
+/// Quantizes `graph` with activation `ranges` (one `(lo, hi)` per tensor) into a complete file.
+pub fn quantize(graph: &Graph, ranges: &[(f32, f32)], info: &FileInfo) -> Result<Vec<u8>> {
+    let n = graph.tensors.len();
+    ensure!(
+        ranges.len() == n,
+        "internal: {} ranges for {} tensors",
+        ranges.len(),
+        n
+    );
+    ensure!(
+        n <= fmt::MAX_TENSORS,
+        "the graph has {n} tensors; resq supports at most {}",
+        fmt::MAX_TENSORS
+    );
+    ensure!(
+        graph.layers.len() <= fmt::MAX_LAYERS,
+        "the graph has {} layers; resq supports at most {}",
+        graph.layers.len(),
+        fmt::MAX_LAYERS
+    );
+
+    // Tensor quantization: calibrated, except ops that must keep their input's parameters.
+    let mut q: Vec<QParams> = ranges
+        .iter()
+        .map(|&(lo, hi)| QParams::from_range(lo, hi))
+        .collect();
+    let (lo, hi) = input_range(&info.preprocess);
+    q[graph.input] = QParams::from_range(lo, hi);
+    for layer in &graph.layers {
+        match &layer.op {
+            Op::MaxPool { input, output, .. }
+            | Op::Pad { input, output, .. }
+            | Op::Subsample { input, output, .. } => {
+                q[*output] = q[*input];
+            }
+            _ => {}
+        }
+    }
+
+    let mut data = DataSection::new();
+    let p = &info.preprocess;
+    let channels = p.channel_count();
+    let qin = q[graph.input];
+    let lut: Vec<i8> = (0..channels)
+        .flat_map(|c| (0..256).map(move |px| (c, px)))
+        .map(|(c, px)| qin.quantize((px as f32 - p.mean[c]) / p.std[c]))
+        .collect();
+    let lut_ref = data.push_i8(&lut);
+
+    let mut layers = heapless::Vec::new();
+    for layer in &graph.layers {
+        let op = quantize_op(&layer.op, &q, &mut data)
+            .with_context(|| format!("quantizing layer `{}`", layer.name))?;
+        layers
+            .push(fmt::Layer {
+                name: &layer.name,
+                op,
+            })
+            .ok()
+            .context("too many layers")?;
+    }
+    let mut tensors = heapless::Vec::new();
+    for (t, qp) in graph.tensors.iter().zip(&q) {
+        let [h, w, c] = t.shape;
+        tensors
+            .push(fmt::TensorDesc {
+                name: &t.name,
+                shape: [1, h as u32, w as u32, c as u32],
+                scale: qp.scale,
+                zero_point: qp.zero_point,
+            })
+            .ok()
+            .context("too many tensors")?;
+    }
+
+    // Self-test: the first calibration image through the LUT; its expected output is filled in
+    // below by running the engine on the finished file.
+    let self_test_input: Vec<i8> = info
+        .self_test_pixels
+        .iter()
+        .enumerate()
+        .map(|(i, &px)| lut[(i % channels) * 256 + px as usize])
+        .collect();
+    ensure!(
+        self_test_input.len() == graph.tensors[graph.input].elems(),
+        "internal: self-test input has {} values, the input tensor {}",
+        self_test_input.len(),
+        graph.tensors[graph.input].elems()
+    );
+    let st_in = data.push_i8(&self_test_input);
+    let st_out = data.push_i8(&vec![0; graph.tensors[graph.output].elems()]);
+
+    let labels = info.labels.join("\n");
+    let meta = Metadata {
+        name: &graph.name,
+        input: InputSpec {
+            tensor: graph.input as u16,
+            layout: p.layout,
+            channels: p.channels,
+            mean: p.mean,
+            std: p.std,
+            lut: lut_ref,
+        },
+        output: OutputSpec {
+            tensor: graph.output as u16,
+            softmax: graph.softmax,
+        },
+        tensors,
+        layers,
+        labels: &labels,
+        provenance: Provenance {
+            source_name: &info.source_name,
+            source_sha256: info.source_sha256,
+            calib_digest: info.calib_digest,
+            calib_images: info.calib_images,
+            method: &info.method,
+            method_param: info.method_param,
+            tool: concat!("resq ", env!("CARGO_PKG_VERSION")),
+        },
+        self_test: SelfTest {
+            input: st_in,
+            expected: st_out,
+        },
+    };
+    let mut file = write_file(&meta, &data).context("encoding the metadata")?;
+
+    let expected = {
+        let aligned = resq_engine::AlignedBytes::new(&file);
+        let mut engine = resq_engine::Engine::from_bytes(aligned.as_bytes()).map_err(|e| {
+            anyhow::anyhow!("internal: the file just written does not validate: {e}")
+        })?;
+        engine
+            .set_input(&self_test_input)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        engine.run();
+        engine.output().to_vec()
+    };
+    resq_format::write::patch_data(&mut file, st_out, bytemuck_i8(&expected));
+    Ok(file)
+}
+
+fn bytemuck_i8(v: &[i8]) -> &[u8] {
+    bytemuck::cast_slice(v)
+}
+
+fn quantize_op(op: &Op, q: &[QParams], data: &mut DataSection) -> Result<fmt::Op> {
+    let t = |i: usize| i as u16;
+    let window = |k: [usize; 2], s: [usize; 2], p: [usize; 4]| {
+        (
+            k.map(|v| v as u16),
+            s.map(|v| v as u16),
+            p.map(|v| v as u16),
+        )
+    };
+    Ok(match op {
+        Op::Conv(c) => {
+            let (qi, qo) = (q[c.input], q[c.output]);
+            let cout = c.cout();
+            let flen = c.filter_len();
+            let mut weights = Vec::with_capacity(c.weights.len());
+            let mut bias = Vec::with_capacity(cout);
+            let mut reals = Vec::with_capacity(cout + 1);
+            for (oc, filter) in c.weights.chunks(flen).enumerate() {
+                let max = filter.iter().fold(0.0f32, |m, w| m.max(w.abs()));
+                let sw = if max > 0.0 { max / 127.0 } else { 1.0 };
+                let qw: Vec<i8> = filter
+                    .iter()
+                    .map(|w| (w / sw).round().clamp(-127.0, 127.0) as i8)
+                    .collect();
+                let acc_scale = qi.scale as f64 * sw as f64;
+                let b = (c.bias[oc] as f64 / acc_scale).round();
+                let folded = b - qi.zero_point as f64 * qw.iter().map(|&w| w as f64).sum::<f64>();
+                ensure!(
+                    folded.abs() < (1u64 << 30) as f64,
+                    "bias of channel {oc} does not fit the i32 accumulator ({folded})"
+                );
+                bias.push(folded as i32);
+                reals.push(acc_scale / qo.scale as f64);
+                weights.extend(qw);
+            }
+            if let Some(r) = c.residual {
+                reals.push(q[r].scale as f64 / qo.scale as f64);
+            }
+            let (mut mults, shift) = fixed_point(&reals)?;
+            let residual = c.residual.map(|r| fmt::Residual {
+                tensor: t(r),
+                mult: mults.pop().unwrap_or(0),
+            });
+            let (kernel, stride, pad) = window(c.kernel, c.stride, c.pad);
+            fmt::Op::Conv(fmt::Conv {
+                input: t(c.input),
+                output: t(c.output),
+                kernel,
+                stride,
+                pad,
+                groups: c.groups as u16,
+                weights: data.push_i8(&weights),
+                bias: data.push_i32(&bias),
+                requant: fmt::Requant {
+                    shift,
+                    mults: data.push_i32(&mults),
+                },
+                residual,
+                clamp: clamp_for(c.act, qo),
+            })
+        }
+        Op::MaxPool {
+            input,
+            output,
+            kernel,
+            stride,
+            pad,
+        } => {
+            let (kernel, stride, pad) = window(*kernel, *stride, *pad);
+            fmt::Op::MaxPool(fmt::Pool {
+                input: t(*input),
+                output: t(*output),
+                kernel,
+                stride,
+                pad,
+            })
+        }
+        Op::AvgPool {
+            input,
+            output,
+            kernel: k,
+            stride,
+            pad,
+            count_include_pad,
+        } => {
+            let area = k[0] * k[1];
+            let ratio = q[*input].scale as f64 / q[*output].scale as f64;
+            let reals: Vec<f64> = (1..=area).map(|n| ratio / n as f64).collect();
+            let (mults, shift) = fixed_point(&reals)?;
+            let (kernel, stride, pad) = window(*k, *stride, *pad);
+            fmt::Op::AvgPool(fmt::AvgPool {
+                window: fmt::Pool {
+                    input: t(*input),
+                    output: t(*output),
+                    kernel,
+                    stride,
+                    pad,
+                },
+                count_include_pad: *count_include_pad,
+                shift,
+                mults: data.push_i32(&mults),
+            })
+        }
+        Op::Add { a, b, output, act } => {
+            let so = q[*output].scale as f64;
+            let (m, shift) = fixed_point(&[q[*a].scale as f64 / so, q[*b].scale as f64 / so])?;
+            fmt::Op::Add(fmt::Add {
+                a: t(*a),
+                b: t(*b),
+                output: t(*output),
+                mult_a: m[0],
+                mult_b: m[1],
+                shift,
+                clamp: clamp_for(*act, q[*output]),
+            })
+        }
+        Op::Pad {
+            input,
+            output,
+            pads,
+        } => fmt::Op::Pad(fmt::Pad {
+            input: t(*input),
+            output: t(*output),
+            pads: pads.map(|v| v as u16),
+        }),
+        Op::Subsample {
+            input,
+            output,
+            start,
+            step,
+        } => fmt::Op::Subsample(fmt::Subsample {
+            input: t(*input),
+            output: t(*output),
+            start: start.map(|v| v as u16),
+            step: step.map(|v| v as u16),
+        }),
+    })
+}
+
+/// Checks a graph's shapes fit the format's limits before quantizing (clear errors early).
+pub fn check_limits(graph: &Graph) -> Result<()> {
+    for tensor in &graph.tensors {
+        if tensor
+            .shape
+            .iter()
+            .any(|&d| d == 0 || d > fmt::MAX_DIM as usize)
+        {
+            bail!(
+                "tensor `{}` has shape {:?}; resq supports dimensions 1..=65536",
+                tensor.name,
+                tensor.shape
+            );
+        }
+    }
+    Ok(())
+}
