@@ -197,11 +197,12 @@ impl<'a> Model<'a> {
         }
         let (meta, rest): (Metadata<'a>, &[u8]) = postcard::take_from_bytes(meta_bytes)
             .map_err(|e| FormatError::BadMetadata(postcard_why(e)))?;
-        // Bytes between the metadata and the aligned data section must be zero padding.
-        if rest
-            .iter()
-            .chain(&file[meta_end..header.data_offset as usize])
-            .any(|&b| b != 0)
+        // `meta_len` is the exact postcard length (so a damaged `meta_len`, which the CRC does
+        // not cover, is refused); bytes up to the aligned data section must be zero padding.
+        if !rest.is_empty()
+            || file[meta_end..header.data_offset as usize]
+                .iter()
+                .any(|&b| b != 0)
         {
             return Err(FormatError::BadMetadata(
                 "unexpected bytes after the metadata",
@@ -298,8 +299,10 @@ impl<'a> Model<'a> {
                     return Err(bad("tensor dim", *d as i64, "1..=65536"));
                 }
             }
-            if t.elems() as u64 > MAX_TENSOR_ELEMS {
-                return Err(bad("tensor elements", t.elems() as i64, "at most 64 Mi"));
+            // In u64: on 32-bit targets the usize product of `elems()` could wrap.
+            let elems: u64 = t.shape.iter().map(|&d| d as u64).product();
+            if elems > MAX_TENSOR_ELEMS {
+                return Err(bad("tensor elements", elems as i64, "at most 64 Mi"));
             }
             if !(t.scale.is_finite() && t.scale > 0.0) {
                 return Err(bad("tensor scale", t.scale as i64, "finite and > 0"));
