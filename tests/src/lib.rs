@@ -46,8 +46,12 @@ pub fn photo_folder() -> tempfile::TempDir {
     std::fs::create_dir(&class).expect("mkdir");
     for entry in std::fs::read_dir(assets().join("photos")).expect("photos") {
         let path = entry.expect("entry").path();
-        if matches!(path.extension().and_then(|e| e.to_str()), Some("png" | "jpg")) {
-            std::os::unix::fs::symlink(&path, class.join(path.file_name().expect("name"))).expect("symlink");
+        if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("png" | "jpg")
+        ) {
+            std::os::unix::fs::symlink(&path, class.join(path.file_name().expect("name")))
+                .expect("symlink");
         }
     }
     dir

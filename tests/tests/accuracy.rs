@@ -42,7 +42,11 @@ fn assert_targets(r: &EvalReport) {
     // The official TFLite int8 model scores 170/200; tract f32 171/200.
     assert_eq!(r.top1_f32, Some(171), "tract f32 top-1 on ic01");
     assert!(r.top1_int8 >= 170, "int8 top-1 {} < 170/200", r.top1_int8);
-    assert!(r.agreement.unwrap() >= 194, "agreement {:?} < 97 %", r.agreement);
+    assert!(
+        r.agreement.unwrap() >= 194,
+        "agreement {:?} < 97 %",
+        r.agreement
+    );
     assert!(r.cosine.unwrap() >= 0.99, "cosine {:?} < 0.99", r.cosine);
 }
 
@@ -53,19 +57,35 @@ fn resnet8_with_batchnorm_meets_int8_targets() {
 
 #[test]
 fn resnet8_bn_folded_meets_int8_targets() {
-    assert_targets(&convert_and_eval("model_float_bnfolded.onnx", Method::MinMax));
+    assert_targets(&convert_and_eval(
+        "model_float_bnfolded.onnx",
+        Method::MinMax,
+    ));
 }
 
 #[test]
 fn resnet8_percentile_calibration_meets_int8_targets() {
-    assert_targets(&convert_and_eval("model_float.onnx", Method::Percentile(99.99)));
+    assert_targets(&convert_and_eval(
+        "model_float.onnx",
+        Method::Percentile(99.99),
+    ));
 }
 
 #[test]
 fn conversion_is_deterministic() {
     let calib = ic01_subset(20);
-    let a = convert(&options("model_float.onnx", calib.path(), Method::Percentile(99.9))).unwrap();
-    let b = convert(&options("model_float.onnx", calib.path(), Method::Percentile(99.9))).unwrap();
+    let a = convert(&options(
+        "model_float.onnx",
+        calib.path(),
+        Method::Percentile(99.9),
+    ))
+    .unwrap();
+    let b = convert(&options(
+        "model_float.onnx",
+        calib.path(),
+        Method::Percentile(99.9),
+    ))
+    .unwrap();
     assert!(a.bytes == b.bytes, "same inputs must give the same bytes");
 }
 
@@ -85,6 +105,12 @@ fn file_is_within_five_percent_of_its_payload() {
         }
     }
     let size = c.bytes.len() as u64;
-    eprintln!("file {size} bytes, payload {payload} bytes, overhead {:.2} %", 100.0 * (size as f64 / payload as f64 - 1.0));
-    assert!(size as f64 <= 1.05 * payload as f64, "{size} > 1.05 × {payload}");
+    eprintln!(
+        "file {size} bytes, payload {payload} bytes, overhead {:.2} %",
+        100.0 * (size as f64 / payload as f64 - 1.0)
+    );
+    assert!(
+        size as f64 <= 1.05 * payload as f64,
+        "{size} > 1.05 × {payload}"
+    );
 }

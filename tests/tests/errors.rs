@@ -8,10 +8,19 @@ use resq_host::calibrate::Method;
 use resq_host::convert::{convert, ConvertOptions};
 use tract_onnx::pb::tensor_proto::DataType;
 use tract_onnx::pb::tensor_shape_proto::{dimension, Dimension};
-use tract_onnx::pb::{type_proto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto, ValueInfoProto};
+use tract_onnx::pb::{
+    type_proto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto,
+    ValueInfoProto,
+};
 
 fn value_info(name: &str, dims: &[i64]) -> ValueInfoProto {
-    let dim = dims.iter().map(|&d| Dimension { value: Some(dimension::Value::DimValue(d)), ..Default::default() }).collect();
+    let dim = dims
+        .iter()
+        .map(|&d| Dimension {
+            value: Some(dimension::Value::DimValue(d)),
+            ..Default::default()
+        })
+        .collect();
     ValueInfoProto {
         name: name.into(),
         r#type: Some(TypeProto {
@@ -26,21 +35,34 @@ fn value_info(name: &str, dims: &[i64]) -> ValueInfoProto {
 }
 
 fn node(name: &str, op: &str, input: &str, output: &str) -> NodeProto {
-    NodeProto { name: name.into(), op_type: op.into(), input: vec![input.into()], output: vec![output.into()], ..Default::default() }
+    NodeProto {
+        name: name.into(),
+        op_type: op.into(),
+        input: vec![input.into()],
+        output: vec![output.into()],
+        ..Default::default()
+    }
 }
 
 /// input → `op` → GlobalAveragePool → Flatten, as ONNX bytes.
 fn model_with(op: &str, node_name: &str) -> Vec<u8> {
     let graph = GraphProto {
         name: "g".into(),
-        node: vec![node(node_name, op, "input", "a"), node("gap", "GlobalAveragePool", "a", "b"), node("flat", "Flatten", "b", "out")],
+        node: vec![
+            node(node_name, op, "input", "a"),
+            node("gap", "GlobalAveragePool", "a", "b"),
+            node("flat", "Flatten", "b", "out"),
+        ],
         input: vec![value_info("input", &[1, 3, 8, 8])],
         output: vec![value_info("out", &[1, 3])],
         ..Default::default()
     };
     ModelProto {
         ir_version: 8,
-        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 13 }],
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 13,
+        }],
         graph: Some(graph),
         ..Default::default()
     }
@@ -73,7 +95,10 @@ fn unsupported_op_error_names_node_and_op() {
     assert!(msg.contains("/head/squash/Sigmoid"), "{msg}");
     assert!(msg.contains("Sigmoid"), "{msg}");
     assert!(msg.contains("not supported"), "{msg}");
-    assert!(msg.contains("supported: Conv"), "the error lists what resq supports: {msg}");
+    assert!(
+        msg.contains("supported: Conv"),
+        "the error lists what resq supports: {msg}"
+    );
 }
 
 #[test]
@@ -109,7 +134,9 @@ fn a_flipped_byte_anywhere_in_a_real_model_is_refused() {
     parse(&file).expect("the intact file loads");
     // Every byte of the header and metadata, then every 97th byte of the data.
     let meta_end = 64 + u64::from_le_bytes(file[32..40].try_into().unwrap()) as usize;
-    let positions = (0..meta_end).chain((meta_end..file.len()).step_by(97)).chain([file.len() - 1]);
+    let positions = (0..meta_end)
+        .chain((meta_end..file.len()).step_by(97))
+        .chain([file.len() - 1]);
     for pos in positions {
         let mut bad = file.clone();
         bad[pos] ^= 0x10;
@@ -123,7 +150,10 @@ fn a_truncated_model_is_refused_with_its_lengths() {
     let file = resnet8_file();
     for len in [0, 10, 63, 64, 500, file.len() / 2, file.len() - 1] {
         let err = parse(&file[..len]).unwrap_err();
-        assert!(matches!(err, FormatError::Truncated { .. }), "length {len}: {err}");
+        assert!(
+            matches!(err, FormatError::Truncated { .. }),
+            "length {len}: {err}"
+        );
         assert!(err.to_string().contains("truncated"), "{err}");
     }
 }
@@ -134,5 +164,8 @@ fn a_model_from_a_future_version_is_refused() {
     file[8..10].copy_from_slice(&(resq_format::FORMAT_VERSION + 1).to_le_bytes());
     let err = parse(&file).unwrap_err();
     assert!(matches!(err, FormatError::FutureVersion { .. }), "{err}");
-    assert!(err.to_string().contains("update"), "the message says what to do: {err}");
+    assert!(
+        err.to_string().contains("update"),
+        "the message says what to do: {err}"
+    );
 }

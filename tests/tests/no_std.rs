@@ -11,7 +11,17 @@ fn firmware_core_builds_for_thumbv7em() {
         .current_dir(&root)
         // A target dir of its own: the outer `cargo test` holds the main one's lock.
         .env("CARGO_TARGET_DIR", root.join("target/no-std-check"))
-        .args(["build", "--target", "thumbv7em-none-eabihf", "-p", "resq-format", "-p", "resq-kernels", "-p", "resq-engine"])
+        .args([
+            "build",
+            "--target",
+            "thumbv7em-none-eabihf",
+            "-p",
+            "resq-format",
+            "-p",
+            "resq-kernels",
+            "-p",
+            "resq-engine",
+        ])
         .output()
         .expect("run cargo");
     assert!(

@@ -11,11 +11,20 @@ use resq_host::images::labelled_dataset;
 use resq_host::synth::{synth_cifar_resnet, synth_resnet, Arch, CifarSpec, Shortcut, SynthSpec};
 
 /// Converts `onnx` (calibrated on `calib`, ImageNet mean/std) and compares with tract on `images`.
-fn convert_and_compare(onnx: &[u8], calib: &std::path::Path, images: &std::path::Path, imagenet: bool) -> (EvalReport, usize) {
+fn convert_and_compare(
+    onnx: &[u8],
+    calib: &std::path::Path,
+    images: &std::path::Path,
+    imagenet: bool,
+) -> (EvalReport, usize) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("model.onnx");
     std::fs::write(&path, onnx).unwrap();
-    let (mean, std) = if imagenet { ([123.7, 116.3, 103.5], [58.4, 57.1, 57.4]) } else { ([0.0; 3], [255.0; 3]) };
+    let (mean, std) = if imagenet {
+        ([123.7, 116.3, 103.5], [58.4, 57.1, 57.4])
+    } else {
+        ([0.0; 3], [255.0; 3])
+    };
     let opts = ConvertOptions {
         model: path.clone(),
         calib: calib.to_path_buf(),
@@ -33,15 +42,28 @@ fn convert_and_compare(onnx: &[u8], calib: &std::path::Path, images: &std::path:
     assert!(engine.self_test(), "self-test");
     let samples = labelled_dataset(images, None).expect("images");
     let reference = Reference::load(&path, Layout::Nchw).unwrap();
-    (evaluate(&mut engine, &samples, Some(&reference)).expect("eval"), c.layers)
+    (
+        evaluate(&mut engine, &samples, Some(&reference)).expect("eval"),
+        c.layers,
+    )
 }
 
 fn check_imagenet_arch(arch: Arch) {
-    let onnx = synth_resnet(&SynthSpec { arch, size: 224, classes: 1000, seed: 7 }).unwrap();
+    let onnx = synth_resnet(&SynthSpec {
+        arch,
+        size: 224,
+        classes: 1000,
+        seed: 7,
+    })
+    .unwrap();
     let photos = photo_folder();
     let (r, layers) = convert_and_compare(&onnx, &photos.path().join("0"), photos.path(), true);
     eprintln!("{arch:?}: {layers} layers, {r:?}");
-    assert!(r.cosine.unwrap() >= 0.98, "{arch:?}: cosine {:?} < 0.98", r.cosine);
+    assert!(
+        r.cosine.unwrap() >= 0.98,
+        "{arch:?}: cosine {:?} < 0.98",
+        r.cosine
+    );
 }
 
 #[test]
@@ -55,7 +77,14 @@ fn resnet50_224_agrees_with_tract_on_photos() {
 }
 
 fn check_cifar(shortcut: Shortcut, preact: bool) {
-    let onnx = synth_cifar_resnet(&CifarSpec { depth: 14, shortcut, preact, classes: 10, seed: 3 }).unwrap();
+    let onnx = synth_cifar_resnet(&CifarSpec {
+        depth: 14,
+        shortcut,
+        preact,
+        classes: 10,
+        seed: 3,
+    })
+    .unwrap();
     let calib = ic01_subset(30);
     // Evaluate on the calibration images as an ImageFolder of one class: agreement with f32 is what counts.
     let images = tempfile::tempdir().unwrap();
@@ -63,7 +92,12 @@ fn check_cifar(shortcut: Shortcut, preact: bool) {
     let (r, layers) = convert_and_compare(&onnx, calib.path(), images.path(), false);
     eprintln!("{shortcut:?} preact={preact}: {layers} layers, {r:?}");
     assert!(r.cosine.unwrap() >= 0.98, "cosine {:?}", r.cosine);
-    assert!(r.agreement.unwrap() * 10 >= r.images * 8, "agreement {:?} of {}", r.agreement, r.images);
+    assert!(
+        r.agreement.unwrap() * 10 >= r.images * 8,
+        "agreement {:?} of {}",
+        r.agreement,
+        r.images
+    );
 }
 
 #[test]

@@ -143,7 +143,7 @@ impl Header {
                 why: "the metadata runs past the start of the data section",
             });
         }
-        if header.data_offset % crate::DATA_ALIGN as u64 != 0 {
+        if !header.data_offset.is_multiple_of(crate::DATA_ALIGN as u64) {
             return Err(FormatError::BadHeader {
                 field: "data_offset",
                 why: "the data section must start on a 64-byte boundary",

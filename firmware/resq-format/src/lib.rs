@@ -10,6 +10,9 @@
 //! The byte layout and the versioning rule are specified in `SPEC.md` beside this crate.
 #![no_std]
 #![warn(missing_docs)]
+// `FormatError` carries the layer name inline (no allocator on the board), so it is large; it is
+// returned at most once per load, never on a hot path.
+#![allow(clippy::result_large_err)]
 
 #[cfg(feature = "alloc")]
 extern crate alloc;

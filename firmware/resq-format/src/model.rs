@@ -102,7 +102,7 @@ impl<'a> Ctx<'_, 'a> {
         count: u64,
     ) -> Result<(), FormatError> {
         let end = r.offset as u64 + r.len as u64;
-        if end > self.data_len || r.offset % elem != 0 || r.len % elem != 0 {
+        if end > self.data_len || !r.offset.is_multiple_of(elem) || !r.len.is_multiple_of(elem) {
             return Err(FormatError::BadDataRef {
                 layer: self.layer,
                 name: self.name(),
@@ -153,6 +153,19 @@ impl<'a> Ctx<'_, 'a> {
         Ok(())
     }
 
+    /// Pooling pads must be smaller than the window, so every window sees a real cell.
+    fn pool_pad(&self, kernel: [u16; 2], pad: [u16; 4]) -> Result<(), FormatError> {
+        for (side, &p) in pad.iter().enumerate() {
+            self.range(
+                "pad",
+                p as i64,
+                p < kernel[side % 2],
+                "smaller than the window",
+            )?;
+        }
+        Ok(())
+    }
+
     fn window_out(
         &self,
         input: &TensorDesc,
@@ -192,7 +205,7 @@ impl<'a> Model<'a> {
         let meta_end = (header.meta_offset + header.meta_len) as usize;
         let meta_bytes = &file[HEADER_LEN..meta_end];
         let data = &file[header.data_offset as usize..];
-        if (data.as_ptr() as usize) % 4 != 0 {
+        if !(data.as_ptr() as usize).is_multiple_of(4) {
             return Err(FormatError::Misaligned);
         }
         let (meta, rest): (Metadata<'a>, &[u8]) = postcard::take_from_bytes(meta_bytes)
@@ -229,8 +242,10 @@ impl<'a> Model<'a> {
     }
 
     fn bytes(&self, r: DataRef) -> &'a [u8] {
-        self.data
-            .get(r.offset as usize..r.offset as usize + r.len as usize)
+        let start = r.offset as usize;
+        start
+            .checked_add(r.len as usize)
+            .and_then(|end| self.data.get(start..end))
             .unwrap_or(&[])
     }
 
@@ -323,6 +338,9 @@ impl<'a> Model<'a> {
             [channels, 0, 0, 0],
         )?;
         cx.data("input lut", meta.input.lut, 1, 256 * channels)?;
+        for m in meta.input.mean.iter().take(channels as usize) {
+            cx.range("input mean", *m as i64, m.is_finite(), "finite")?;
+        }
         for s in meta.input.std.iter().take(channels as usize) {
             cx.range(
                 "input std",
@@ -410,7 +428,7 @@ impl<'a> Model<'a> {
                 cx.range(
                     "groups",
                     g as i64,
-                    g >= 1 && cin % g == 0 && cout % g == 0,
+                    g >= 1 && cin.is_multiple_of(g) && cout.is_multiple_of(g),
                     "≥ 1 and dividing cin and cout",
                 )?;
                 let dot = (cin / g) as u64 * c.kernel[0] as u64 * c.kernel[1] as u64;
@@ -450,6 +468,7 @@ impl<'a> Model<'a> {
                     "min ≤ max",
                 )?;
                 if let Some(r) = c.residual {
+                    cx.range("residual multiplier", r.mult as i64, r.mult >= 0, "≥ 0")?;
                     let rt = cx.tensor("residual", r.tensor)?;
                     cx.shape("residual", dims(y.shape), dims(rt.shape))?;
                     if r.tensor == c.input && x.shape != y.shape {
@@ -461,15 +480,7 @@ impl<'a> Model<'a> {
                 let x = cx.tensor("input", p.input)?;
                 let y = cx.tensor("output", p.output)?;
                 cx.window(p.kernel, p.stride, p.pad)?;
-                cx.range(
-                    "pad",
-                    p.pad[0] as i64,
-                    p.pad
-                        .iter()
-                        .zip([0, 1, 0, 1])
-                        .all(|(&pd, k)| pd < p.kernel[k]),
-                    "smaller than the window",
-                )?;
+                cx.pool_pad(p.kernel, p.pad)?;
                 let expected = cx.window_out(x, p.kernel, p.stride, p.pad, x.shape[3])?;
                 cx.shape("maxpool output", expected, dims(y.shape))?;
                 cx.same_quant(
@@ -490,15 +501,7 @@ impl<'a> Model<'a> {
                     area <= MAX_POOL_AREA,
                     "at most 4096",
                 )?;
-                cx.range(
-                    "pad",
-                    p.pad[0] as i64,
-                    p.pad
-                        .iter()
-                        .zip([0, 1, 0, 1])
-                        .all(|(&pd, k)| pd < p.kernel[k]),
-                    "smaller than the window",
-                )?;
+                cx.pool_pad(p.kernel, p.pad)?;
                 let expected = cx.window_out(x, p.kernel, p.stride, p.pad, x.shape[3])?;
                 cx.shape("avgpool output", expected, dims(y.shape))?;
                 cx.data("multipliers", a.mults, 4, area as u64)?;
@@ -513,6 +516,8 @@ impl<'a> Model<'a> {
                 let y = cx.tensor("output", a.output)?;
                 cx.shape("add operand b", dims(ta.shape), dims(tb.shape))?;
                 cx.shape("add output", dims(ta.shape), dims(y.shape))?;
+                cx.range("mult_a", a.mult_a as i64, a.mult_a >= 0, "≥ 0")?;
+                cx.range("mult_b", a.mult_b as i64, a.mult_b >= 0, "≥ 0")?;
                 cx.shift(a.shift)?;
                 cx.range(
                     "clamp",
@@ -524,9 +529,6 @@ impl<'a> Model<'a> {
             Op::Pad(p) => {
                 let x = cx.tensor("input", p.input)?;
                 let y = cx.tensor("output", p.output)?;
-                for v in p.pads {
-                    cx.range("pad", v as i64, v as u32 <= MAX_DIM, "0..=65536")?;
-                }
                 let [t, b, l, r, cb, ca] = p.pads.map(|v| v as u64);
                 let s = dims(x.shape);
                 cx.shape(

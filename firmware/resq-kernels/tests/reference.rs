@@ -28,7 +28,13 @@ fn exact_requantize(v: i128, shift: u8, zero_point: i8, clamp: [i8; 2]) -> i8 {
 }
 
 /// Output size of a window along one axis (the window always fits in these tests).
-fn out_dim(input: usize, kernel: usize, stride: usize, pad_before: usize, pad_after: usize) -> usize {
+fn out_dim(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    pad_before: usize,
+    pad_after: usize,
+) -> usize {
     (input + pad_before + pad_after - kernel) / stride + 1
 }
 
@@ -231,13 +237,21 @@ struct Channels {
 /// SIMD tile sizes 4, 8 and 16.
 fn channels() -> impl Strategy<Value = Channels> {
     prop_oneof![
-        (1..=17usize, 1..=17usize).prop_map(|(cin, cout)| Channels { cin, cout, groups: 1 }),
+        (1..=17usize, 1..=17usize).prop_map(|(cin, cout)| Channels {
+            cin,
+            cout,
+            groups: 1
+        }),
         (1..=8usize, 1..=8usize).prop_map(|(cin_g, cout_g)| Channels {
             cin: 2 * cin_g,
             cout: 2 * cout_g,
             groups: 2,
         }),
-        (1..=17usize, 1..=2usize).prop_map(|(c, m)| Channels { cin: c, cout: c * m, groups: c }),
+        (1..=17usize, 1..=2usize).prop_map(|(c, m)| Channels {
+            cin: c,
+            cout: c * m,
+            groups: c
+        }),
     ]
 }
 
@@ -292,11 +306,14 @@ impl ConvCase {
             shift: self.shift,
             zero_point: self.output_zp,
             clamp: self.clamp,
-            residual: self.residual.as_ref().map(|(values, zp, mult)| ResidualOperand {
-                values,
-                zero_point: *zp,
-                mult: *mult,
-            }),
+            residual: self
+                .residual
+                .as_ref()
+                .map(|(values, zp, mult)| ResidualOperand {
+                    values,
+                    zero_point: *zp,
+                    mult: *mult,
+                }),
         };
         let mut out = vec![SENTINEL; self.output_len()];
         let geo = self.window.geometry(self.ch.cin, self.ch.cout);
@@ -383,7 +400,16 @@ fn conv_case() -> impl Strategy<Value = ConvCase> {
             )
         })
         .prop_map(
-            |((window, ch), input, input_zp, weights, bias, mults, (shift, output_zp, clamp), residual)| {
+            |(
+                (window, ch),
+                input,
+                input_zp,
+                weights,
+                bias,
+                mults,
+                (shift, output_zp, clamp),
+                residual,
+            )| {
                 ConvCase {
                     window,
                     ch,
@@ -479,7 +505,11 @@ fn real_conv() -> impl Strategy<Value = RealConv> {
         .prop_map(
             |(mut case, s_in, s_w, bias_units, range, (relu, output_zp), residual)| {
                 case.output_zp = output_zp;
-                let bias = bias_units.iter().zip(&s_w).map(|(u, s)| u * s_in * s).collect();
+                let bias = bias_units
+                    .iter()
+                    .zip(&s_w)
+                    .map(|(u, s)| u * s_in * s)
+                    .collect();
                 RealConv {
                     case,
                     s_in,
@@ -701,7 +731,9 @@ fn avg_pool_count_include_pad_at_borders() {
     // 3×3 input all 10 (zero point 0), 3×3 window, pad 1: corner windows hold 4 cells,
     // edge windows 6, the centre 9. mults[n − 1] = 2^16 / n.
     let geo = pool_geometry([3, 3, 1], 3, 1, 1);
-    let mults: Vec<i32> = (1..=9).map(|n| ((1 << 16) as f64 / n as f64).round() as i32).collect();
+    let mults: Vec<i32> = (1..=9)
+        .map(|n| ((1 << 16) as f64 / n as f64).round() as i32)
+        .collect();
     let run = |include| {
         let mut out = vec![SENTINEL; 9];
         reference::avg_pool(&geo, include, &[10; 9], 0, &mults, 16, 0, &mut out);
@@ -761,8 +793,16 @@ fn add_saturates_at_both_ends() {
     let run = |a: &[i8], b: &[i8], zp: i8, clamp| {
         let mut out = vec![SENTINEL; a.len()];
         reference::add(
-            AddOperand { values: a, zero_point: 0, mult: one },
-            AddOperand { values: b, zero_point: 0, mult: one },
+            AddOperand {
+                values: a,
+                zero_point: 0,
+                mult: one,
+            },
+            AddOperand {
+                values: b,
+                zero_point: 0,
+                mult: one,
+            },
             8,
             zp,
             clamp,
@@ -771,7 +811,15 @@ fn add_saturates_at_both_ends() {
         out
     };
     let full = [i8::MIN, i8::MAX];
-    assert_eq!(run(&[127, -128, 100, -100, 60], &[127, -128, 27, -28, 3], 0, full), [127, -128, 127, -128, 63]);
+    assert_eq!(
+        run(
+            &[127, -128, 100, -100, 60],
+            &[127, -128, 27, -28, 3],
+            0,
+            full
+        ),
+        [127, -128, 127, -128, 63]
+    );
     assert_eq!(run(&[100, -100], &[28, -29], 0, full), [127, -128]);
     assert_eq!(run(&[0, 0], &[0, 0], 127, full), [127, 127]);
     assert_eq!(run(&[-1, 0, 1], &[0, 0, 0], -128, full), [-128, -128, -127]);
@@ -789,7 +837,11 @@ struct PadCase {
 }
 
 fn pad_case() -> impl Strategy<Value = PadCase> {
-    ([1..=6usize, 1..=6usize, 1..=5usize], [0..=3usize, 0..=3, 0..=3, 0..=3, 0..=3, 0..=3], any::<i8>())
+    (
+        [1..=6usize, 1..=6usize, 1..=5usize],
+        [0..=3usize, 0..=3, 0..=3, 0..=3, 0..=3, 0..=3],
+        any::<i8>(),
+    )
         .prop_flat_map(|(shape, pads, zero_point)| {
             i8s(shape.iter().product()).prop_map(move |input| PadCase {
                 shape,
@@ -809,7 +861,13 @@ impl PadCase {
 
     fn run(&self) -> Vec<i8> {
         let mut out = vec![SENTINEL; self.output_shape().iter().product()];
-        reference::pad(self.shape, self.pads, self.zero_point, &self.input, &mut out);
+        reference::pad(
+            self.shape,
+            self.pads,
+            self.zero_point,
+            &self.input,
+            &mut out,
+        );
         out
     }
 
@@ -817,15 +875,18 @@ impl PadCase {
         let [h, w, c] = self.shape;
         let [t, _, l, _, cb, _] = self.pads;
         let [oh, ow, oc] = self.output_shape();
-        let inside = |o: usize, before: usize, len: usize| o.checked_sub(before).filter(|&i| i < len);
+        let inside =
+            |o: usize, before: usize, len: usize| o.checked_sub(before).filter(|&i| i < len);
         let mut out = Vec::new();
         for y in 0..oh {
             for x in 0..ow {
                 for ch in 0..oc {
-                    out.push(match (inside(y, t, h), inside(x, l, w), inside(ch, cb, c)) {
-                        (Some(iy), Some(ix), Some(ic)) => self.input[(iy * w + ix) * c + ic],
-                        _ => self.zero_point,
-                    });
+                    out.push(
+                        match (inside(y, t, h), inside(x, l, w), inside(ch, cb, c)) {
+                            (Some(iy), Some(ix), Some(ic)) => self.input[(iy * w + ix) * c + ic],
+                            _ => self.zero_point,
+                        },
+                    );
                 }
             }
         }
@@ -871,7 +932,12 @@ struct SubsampleCase {
 fn subsample_case() -> impl Strategy<Value = SubsampleCase> {
     ([1..=12usize, 1..=12usize, 1..=5usize], [1..=4usize, 1..=4])
         .prop_flat_map(|(shape, step)| {
-            (Just(shape), Just(step), [0..shape[0], 0..shape[1]], i8s(shape.iter().product()))
+            (
+                Just(shape),
+                Just(step),
+                [0..shape[0], 0..shape[1]],
+                i8s(shape.iter().product()),
+            )
         })
         .prop_map(|(shape, step, start, input)| SubsampleCase {
             shape,
@@ -890,7 +956,14 @@ impl SubsampleCase {
     fn run(&self) -> Vec<i8> {
         let [oh, ow] = self.output_hw();
         let mut out = vec![SENTINEL; oh * ow * self.shape[2]];
-        reference::subsample(self.shape, [oh, ow], self.start, self.step, &self.input, &mut out);
+        reference::subsample(
+            self.shape,
+            [oh, ow],
+            self.start,
+            self.step,
+            &self.input,
+            &mut out,
+        );
         out
     }
 
