@@ -12,7 +12,7 @@ use resq_host::images::labelled_dataset;
 fn options(model: &str, calib: &std::path::Path, method: Method) -> ConvertOptions {
     ConvertOptions {
         model: resnet8(model),
-        calib: calib.to_path_buf(),
+        calib: Some(calib.to_path_buf()),
         mean: [0.0; 3],
         std: [1.0; 3],
         layout: Layout::Nchw,

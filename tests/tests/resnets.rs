@@ -27,7 +27,7 @@ fn convert_and_compare(
     };
     let opts = ConvertOptions {
         model: path.clone(),
-        calib: calib.to_path_buf(),
+        calib: Some(calib.to_path_buf()),
         mean,
         std,
         layout: Layout::Nchw,

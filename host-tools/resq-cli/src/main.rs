@@ -30,8 +30,9 @@ struct Cli {
 enum Command {
     /// Convert an ONNX ResNet to an int8 .resq file, calibrating on a folder of images.
     ///
-    /// Example:
+    /// Examples:
     ///   resq convert resnet18.onnx --calib photos/ --mean 123.7,116.3,103.5 --std 58.4,57.1,57.4 -o resnet18.resq
+    ///   resq convert model_int8_qdq.onnx -o model.resq        (pre-quantized QDQ: keeps its scales)
     Convert(ConvertArgs),
     /// Show a .resq file: header, layers, sizes, quantization, provenance.
     ///
@@ -78,9 +79,10 @@ enum MethodArg {
 struct ConvertArgs {
     /// The ONNX model.
     model: PathBuf,
-    /// Folder of calibration images (PNG / JPEG, searched recursively; 100–500 representative images).
+    /// Folder of calibration images (PNG / JPEG, searched recursively; 100–500 representative
+    /// images). Leave out for a pre-quantized (QDQ) model to keep its own scales.
     #[arg(long)]
-    calib: PathBuf,
+    calib: Option<PathBuf>,
     /// Per-channel mean in pixel units 0..255: x = (pixel − mean) / std. One value or R,G,B.
     #[arg(long, default_value = "0,0,0")]
     mean: String,
@@ -204,11 +206,15 @@ fn cmd_convert(a: ConvertArgs) -> Result<()> {
     let c = convert(&opts)?;
     write_atomic(&a.output, &c.bytes)?;
     println!(
-        "wrote {} ({} bytes, {} layers, calibrated on {} images)",
+        "wrote {} ({} bytes, {} layers, {})",
         a.output.display(),
         c.bytes.len(),
         c.layers,
-        c.calib_images
+        if c.calib_images > 0 {
+            format!("calibrated on {} images", c.calib_images)
+        } else {
+            "kept the model's own QDQ quantization".to_string()
+        }
     );
     Ok(())
 }

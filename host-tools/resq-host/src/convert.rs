@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use resq_format::{ChannelOrder, Layout};
 
 use crate::calibrate::{calibrate, Method};
@@ -15,8 +15,9 @@ use crate::quantize::{check_limits, quantize, FileInfo};
 pub struct ConvertOptions {
     /// Source ONNX model.
     pub model: PathBuf,
-    /// Folder of calibration images.
-    pub calib: PathBuf,
+    /// Folder of calibration images; `None` for a pre-quantized (QDQ) model, whose own
+    /// scales are kept.
+    pub calib: Option<PathBuf>,
     /// Mean per channel, pixel units (model channel order).
     pub mean: [f32; 3],
     /// Std per channel, pixel units.
@@ -76,33 +77,58 @@ pub fn convert(opts: &ConvertOptions) -> Result<Converted> {
         mean: opts.mean,
         std: opts.std,
     };
-    let images = list_images(&opts.calib)?;
-    let ranges = calibrate(&source, &graph, &pre, &images, opts.method, opts.progress)?;
     let labels = match &opts.labels {
         Some(p) => read_labels(p, graph.tensors[graph.output].elems())?,
         None => vec![],
     };
-    let info = FileInfo {
+    let source_name = opts.model.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut info = FileInfo {
         preprocess: pre,
         labels,
-        source_name: opts
-            .model
-            .file_name()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default(),
+        source_name,
         source_sha256: sha256_file(&opts.model)?,
-        calib_digest: digest_files(&opts.calib, &images)?,
-        calib_images: images.len() as u32,
-        method: opts.method.name().to_string(),
-        method_param: opts.method.param(),
-        self_test_pixels: pre.load_pixels(&images[0])?,
+        calib_digest: [0; 32],
+        calib_images: 0,
+        method: "qdq".into(),
+        method_param: 0.0,
+        self_test_pixels: test_pattern(&pre),
+    };
+    let unquantized: Vec<&str> = graph.tensors.iter().filter(|t| t.qparams.is_none()).map(|t| t.name.as_str()).collect();
+    let ranges = match &opts.calib {
+        Some(calib) => {
+            let images = list_images(calib)?;
+            info.calib_digest = digest_files(calib, &images)?;
+            info.calib_images = images.len() as u32;
+            info.method = opts.method.name().into();
+            info.method_param = opts.method.param();
+            info.self_test_pixels = pre.load_pixels(&images[0])?;
+            calibrate(&source, &graph, &pre, &images, opts.method, opts.progress)?
+        }
+        None if unquantized.is_empty() => vec![(0.0, 0.0); graph.tensors.len()],
+        None => bail!(
+            "{} needs calibration images: pass --calib DIR (tensors without QuantizeLinear / DequantizeLinear: {})",
+            opts.model.display(),
+            unquantized.iter().take(5).copied().collect::<Vec<_>>().join(", ")
+        ),
     };
     let bytes = quantize(&graph, &ranges, &info)?;
     Ok(Converted {
         bytes,
         layers: graph.layers.len(),
-        calib_images: images.len(),
+        calib_images: info.calib_images as usize,
     })
+}
+
+/// A deterministic image (colour ramps) for the self-test of files made without calibration images.
+fn test_pattern(p: &Preprocess) -> Vec<u8> {
+    let c = p.channel_count();
+    (0..p.height * p.width * c)
+        .map(|i| {
+            let (px, ch) = (i / c, i % c);
+            let (y, x) = (px / p.width, px % p.width);
+            ((x * 255 / p.width.max(1)) * (ch + 1) + y * 7) as u8
+        })
+        .collect()
 }
 
 /// Reads class names, one per line, and checks there is one per class.

@@ -35,7 +35,7 @@ pub fn models_dir() -> PathBuf {
 pub fn run_demo(models: &Path, out: &Path, progress: bool) -> Result<Vec<DemoResult>> {
     let opts = ConvertOptions {
         model: models.join("resnet8/model_float.onnx"),
-        calib: models.join("resnet8/calibration"),
+        calib: Some(models.join("resnet8/calibration")),
         mean: [0.0; 3],
         std: [1.0; 3],
         layout: Layout::Nchw,

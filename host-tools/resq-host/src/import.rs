@@ -87,6 +87,15 @@ enum Value {
     PendingSum {
         tensor: usize,
     },
+    /// A QDQ model's QuantizeLinear output, waiting for its DequantizeLinear.
+    Quantized {
+        tensor: usize,
+        view: View,
+    },
+    /// The softmax of the output logits: only QuantizeLinear / DequantizeLinear may follow.
+    Probs {
+        tensor: usize,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,7 +167,7 @@ pub fn import(source: &Source, name: &str) -> Result<Graph> {
         outputs.len()
     );
     match imp.values.get(&outputs[0]) {
-        Some(Value::Act { tensor, .. }) => {
+        Some(Value::Act { tensor, .. } | Value::Quantized { tensor, .. } | Value::Probs { tensor }) => {
             let t = *tensor;
             if !imp.graph.softmax {
                 imp.graph.output = t;
@@ -194,7 +203,7 @@ fn f32_values(t: &tract_onnx::prelude::Tensor) -> Result<Vec<f32>> {
 
 impl<'m> Importer<'m> {
     /// One handler per op family; the first that recognises a node handles it.
-    const HANDLERS: [Handler<'m>; 12] = [
+    const HANDLERS: [Handler<'m>; 13] = [
         Importer::source,
         Importer::konst,
         Importer::conv,
@@ -207,6 +216,7 @@ impl<'m> Importer<'m> {
         Importer::pad,
         Importer::slice,
         Importer::strided_slice,
+        Importer::qdq,
     ];
 
     fn value(&self, outlet: OutletId) -> Result<&Value> {
@@ -227,6 +237,7 @@ impl<'m> Importer<'m> {
             name: name.to_string(),
             shape,
             outlet,
+            qparams: None,
         });
         self.producer.push(None);
         self.graph.tensors.len() - 1
@@ -266,6 +277,9 @@ impl<'m> Importer<'m> {
     /// The layer that writes `tensor`, if its value may still be changed in place: it has one
     /// consumer in tract (the node being imported) and is not a graph output.
     fn foldable(&self, tensor: usize) -> Option<usize> {
+        if self.graph.tensors[tensor].qparams.is_some() {
+            return None;
+        }
         let layer = self.producer[tensor]?;
         let outlet = self.graph.tensors[tensor].outlet;
         let single = self.model.outlet_successors(outlet).len() == 1;
@@ -827,17 +841,10 @@ impl<'m> Importer<'m> {
         let Value::Act { tensor, view } = inputs[0].clone() else {
             bail!("softmax of a constant")
         };
-        let is_output = self
-            .model
-            .output_outlets()?
-            .contains(&OutletId::new(node.id, 0));
-        ensure!(
-            is_output,
-            "Softmax is supported only as the model's last op"
-        );
+        let _ = view;
         self.graph.output = tensor;
         self.graph.softmax = true;
-        Ok(Some(vec![Value::Act { tensor, view }]))
+        Ok(Some(vec![Value::Probs { tensor }]))
     }
 
     fn pad(&mut self, node: &TypedNode) -> Result<Option<Vec<Value>>> {
@@ -918,7 +925,43 @@ impl<'m> Importer<'m> {
 }
 
 impl Importer<'_> {
-    /// ONNX Slice with steps (CIFAR "option A" shortcuts take every other row and column).
+    /// QuantizeLinear / DequantizeLinear pairs of a pre-quantized (QDQ) model: the pair marks a
+    /// tensor quantized with the DequantizeLinear's scale and zero point, which the file keeps.
+    /// (tract has already folded the DequantizeLinear of every weight into a float constant.)
+    fn qdq(&mut self, node: &TypedNode) -> Result<Option<Vec<Value>>> {
+        let is_quantize = node
+            .op_as::<tops::element_wise::ElementWiseOp>()
+            .is_some_and(|op| op.0.name() == "QuantizeLinearI8");
+        let dequantize = node.op_as::<tops::quant::DequantizeLinearF32>();
+        if !is_quantize && dequantize.is_none() {
+            return Ok(None);
+        }
+        let input = self.input_values(node)?.remove(0);
+        let value = match (input, dequantize) {
+            (Value::Probs { tensor }, _) => Value::Probs { tensor },
+            (Value::Act { tensor, view }, None) => Value::Quantized { tensor, view },
+            (Value::Quantized { tensor, view }, Some(dq)) => {
+                let zp = i8::try_from(dq.zero_point).map_err(|_| {
+                    anyhow::anyhow!("zero point {} is not int8; resq supports int8 (S8) activations", dq.zero_point)
+                })?;
+                let t = &mut self.graph.tensors[tensor];
+                match t.qparams {
+                    Some((s, z)) if (s, z) != (dq.scale, zp) => bail!(
+                        "tensor `{}` is quantized twice, as ({s}, {z}) and ({}, {zp}); resq needs one scale per tensor",
+                        t.name,
+                        dq.scale
+                    ),
+                    _ => t.qparams = Some((dq.scale, zp)),
+                }
+                Value::Act { tensor, view }
+            }
+            (Value::Act { .. }, Some(_)) => bail!("DequantizeLinear of an activation that was not quantized"),
+            _ => bail!("QuantizeLinear / DequantizeLinear must wrap an activation or a constant weight"),
+        };
+        Ok(Some(vec![value]))
+    }
+
+    /// ONNX Slice with steps) (CIFAR "option A" shortcuts take every other row and column).
     fn strided_slice(&mut self, node: &TypedNode) -> Result<Option<Vec<Value>>> {
         let Some(op) = node.op_as::<tops::array::StridedSlice>() else {
             return Ok(None);

@@ -13,6 +13,9 @@ pub struct Tensor {
     pub shape: [usize; 3],
     /// Where tract computes this tensor (in the source layout, NCHW or flat).
     pub outlet: OutletId,
+    /// `(scale, zero point)` given by a pre-quantized (QDQ) model; such a tensor is a
+    /// quantization boundary, so nothing is fused across it.
+    pub qparams: Option<(f32, i8)>,
 }
 
 impl Tensor {

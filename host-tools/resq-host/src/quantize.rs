@@ -145,17 +145,30 @@ pub fn quantize(graph: &Graph, ranges: &[(f32, f32)], info: &FileInfo) -> Result
     );
 
     // Tensor quantization: calibrated, except ops that must keep their input's parameters.
-    let mut q: Vec<QParams> = ranges
+    // A pre-quantized (QDQ) model's own parameters win over calibrated ranges.
+    let mut q: Vec<QParams> = graph
+        .tensors
         .iter()
-        .map(|&(lo, hi)| QParams::from_range(lo, hi))
+        .zip(ranges)
+        .map(|(t, &(lo, hi))| match t.qparams {
+            Some((scale, zero_point)) => QParams { scale, zero_point },
+            None => QParams::from_range(lo, hi),
+        })
         .collect();
-    let (lo, hi) = input_range(&info.preprocess);
-    q[graph.input] = QParams::from_range(lo, hi);
+    if graph.tensors[graph.input].qparams.is_none() {
+        let (lo, hi) = input_range(&info.preprocess);
+        q[graph.input] = QParams::from_range(lo, hi);
+    }
     for layer in &graph.layers {
         match &layer.op {
-            Op::MaxPool { input, output, .. }
-            | Op::Pad { input, output, .. }
-            | Op::Subsample { input, output, .. } => {
+            Op::MaxPool { input, output, .. } | Op::Pad { input, output, .. } | Op::Subsample { input, output, .. } => {
+                if graph.tensors[*output].qparams.is_some_and(|(s, z)| (s, z) != (q[*input].scale, q[*input].zero_point)) {
+                    bail!(
+                        "layer `{}` changes quantization from its input's; resq keeps max pooling, padding and slicing \
+                         at their input's scale and zero point",
+                        layer.name
+                    );
+                }
                 q[*output] = q[*input];
             }
             _ => {}
