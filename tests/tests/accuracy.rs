@@ -114,3 +114,31 @@ fn file_is_within_five_percent_of_its_payload() {
         "{size} > 1.05 × {payload}"
     );
 }
+
+#[test]
+fn resnet8_entropy_calibration_meets_int8_targets() {
+    assert_targets(&convert_and_eval("model_float.onnx", Method::Entropy));
+}
+
+#[test]
+fn resnet8_mse_calibration_meets_int8_targets() {
+    assert_targets(&convert_and_eval("model_float.onnx", Method::Mse));
+}
+
+#[test]
+fn the_method_and_its_parameter_are_recorded() {
+    let calib = ic01_subset(10);
+    for (method, name, param) in [
+        (Method::MinMax, "minmax", 0.0),
+        (Method::Percentile(99.9), "percentile", 99.9),
+        (Method::Entropy, "entropy", 0.0),
+        (Method::Mse, "mse", 0.0),
+    ] {
+        let c = convert(&options("model_float.onnx", calib.path(), method)).unwrap();
+        let bytes = AlignedBytes::new(&c.bytes);
+        let m = resq_format::Model::parse(bytes.as_bytes()).unwrap();
+        let p = m.meta.provenance;
+        assert_eq!((p.method, p.method_param, p.calib_images), (name, param, 10));
+        assert_ne!(p.calib_digest, [0; 32]);
+    }
+}

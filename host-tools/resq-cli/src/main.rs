@@ -73,6 +73,10 @@ enum MethodArg {
     Minmax,
     /// Clip rare outliers at --percentile.
     Percentile,
+    /// Minimum KL divergence between the float and int8 distributions (TensorRT-style).
+    Entropy,
+    /// Minimum expected squared quantization error.
+    Mse,
 }
 
 #[derive(Args)]
@@ -199,6 +203,8 @@ fn cmd_convert(a: ConvertArgs) -> Result<()> {
                 }
                 Method::Percentile(a.percentile)
             }
+            MethodArg::Entropy => Method::Entropy,
+            MethodArg::Mse => Method::Mse,
         },
         labels: a.labels,
         progress: true,
