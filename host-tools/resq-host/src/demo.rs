@@ -27,7 +27,8 @@ pub struct DemoResult {
 
 /// The models/ folder of the workspace.
 pub fn models_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models")
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models");
+    dir.canonicalize().unwrap_or(dir)
 }
 
 /// Converts models/resnet8 with the shipped calibration images into `out`, then classifies the

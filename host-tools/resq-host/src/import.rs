@@ -167,7 +167,9 @@ pub fn import(source: &Source, name: &str) -> Result<Graph> {
         outputs.len()
     );
     match imp.values.get(&outputs[0]) {
-        Some(Value::Act { tensor, .. } | Value::Quantized { tensor, .. } | Value::Probs { tensor }) => {
+        Some(
+            Value::Act { tensor, .. } | Value::Quantized { tensor, .. } | Value::Probs { tensor },
+        ) => {
             let t = *tensor;
             if !imp.graph.softmax {
                 imp.graph.output = t;
@@ -392,10 +394,7 @@ impl<'m> Importer<'m> {
                 act: Activation::Identity,
             }),
         );
-        Ok(Some(vec![Value::Act {
-            tensor: y,
-            view: View::Nchw,
-        }]))
+        Ok(Some(nchw_act(y)))
     }
 
     fn pool(&mut self, node: &TypedNode) -> Result<Option<Vec<Value>>> {
@@ -443,10 +442,7 @@ impl<'m> Importer<'m> {
             },
         };
         self.push_layer(&node.name, op);
-        Ok(Some(vec![Value::Act {
-            tensor: y,
-            view: View::Nchw,
-        }]))
+        Ok(Some(nchw_act(y)))
     }
 
     fn reduce(&mut self, node: &TypedNode) -> Result<Option<Vec<Value>>> {
@@ -638,10 +634,7 @@ impl<'m> Importer<'m> {
             self.graph.layers[l].name = node.name.clone();
             self.graph.tensors[out].outlet = OutletId::new(node.id, 0);
             self.graph.tensors[out].name = node.name.clone();
-            return Ok(vec![Value::Act {
-                tensor: out,
-                view: View::Nchw,
-            }]);
+            return Ok(nchw_act(out));
         }
         let shape = self.graph.tensors[ta].shape;
         let y = self.act_out(node, shape);
@@ -654,10 +647,7 @@ impl<'m> Importer<'m> {
                 act: Activation::Identity,
             },
         );
-        Ok(vec![Value::Act {
-            tensor: y,
-            view: View::Nchw,
-        }])
+        Ok(nchw_act(y))
     }
 
     fn global_avg(
@@ -693,10 +683,7 @@ impl<'m> Importer<'m> {
                 count_include_pad: true,
             },
         );
-        Ok(vec![Value::Act {
-            tensor: y,
-            view: View::Nchw,
-        }])
+        Ok(nchw_act(y))
     }
 
     fn axis(&mut self, node: &TypedNode) -> Result<Option<Vec<Value>>> {
@@ -872,10 +859,7 @@ impl<'m> Importer<'m> {
                 pads: [t, b, l, r, cb, ca],
             },
         );
-        Ok(Some(vec![Value::Act {
-            tensor: y,
-            view: View::Nchw,
-        }]))
+        Ok(Some(nchw_act(y)))
     }
 
     fn slice(&mut self, node: &TypedNode) -> Result<Option<Vec<Value>>> {
@@ -917,10 +901,7 @@ impl<'m> Importer<'m> {
                 step: st,
             },
         );
-        Ok(Some(vec![Value::Act {
-            tensor: y,
-            view: View::Nchw,
-        }]))
+        Ok(Some(nchw_act(y)))
     }
 }
 
@@ -942,7 +923,10 @@ impl Importer<'_> {
             (Value::Act { tensor, view }, None) => Value::Quantized { tensor, view },
             (Value::Quantized { tensor, view }, Some(dq)) => {
                 let zp = i8::try_from(dq.zero_point).map_err(|_| {
-                    anyhow::anyhow!("zero point {} is not int8; resq supports int8 (S8) activations", dq.zero_point)
+                    anyhow::anyhow!(
+                        "zero point {} is not int8; resq supports int8 (S8) activations",
+                        dq.zero_point
+                    )
                 })?;
                 let t = &mut self.graph.tensors[tensor];
                 match t.qparams {
@@ -955,8 +939,12 @@ impl Importer<'_> {
                 }
                 Value::Act { tensor, view }
             }
-            (Value::Act { .. }, Some(_)) => bail!("DequantizeLinear of an activation that was not quantized"),
-            _ => bail!("QuantizeLinear / DequantizeLinear must wrap an activation or a constant weight"),
+            (Value::Act { .. }, Some(_)) => {
+                bail!("DequantizeLinear of an activation that was not quantized")
+            }
+            _ => bail!(
+                "QuantizeLinear / DequantizeLinear must wrap an activation or a constant weight"
+            ),
         };
         Ok(Some(vec![value]))
     }
@@ -1026,11 +1014,16 @@ impl Importer<'_> {
                 step,
             },
         );
-        Ok(Some(vec![Value::Act {
-            tensor: y,
-            view: View::Nchw,
-        }]))
+        Ok(Some(nchw_act(y)))
     }
+}
+
+/// The value of an NCHW activation tensor.
+fn nchw_act(tensor: usize) -> Vec<Value> {
+    vec![Value::Act {
+        tensor,
+        view: View::Nchw,
+    }]
 }
 
 /// A constant as one value per channel of a `channels`-wide activation in `view`.
