@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use image::imageops::FilterType;
 use resq_format::{ChannelOrder, Layout};
+use resq_preprocess::{Frame, PixelFormat, Resampler};
 use sha2::{Digest, Sha256};
 
 /// How pixels become the model's float input: `x = (pixel − mean) / std`, per channel in the
@@ -42,36 +42,28 @@ impl Preprocess {
     pub fn load_pixels(&self, path: &Path) -> Result<Vec<u8>> {
         let img =
             image::open(path).with_context(|| format!("cannot read image {}", path.display()))?;
-        Ok(self.pixels(&img))
+        self.try_pixels(&img)
+            .with_context(|| format!("cannot preprocess image {}", path.display()))
     }
 
-    /// As [`Preprocess::load_pixels`], from a decoded image.
+    /// As [`Preprocess::load_pixels`], from a decoded image. An image with no pixels gives
+    /// black (see [`Preprocess::try_pixels`] for the error).
     pub fn pixels(&self, img: &image::DynamicImage) -> Vec<u8> {
-        let (w0, h0) = (img.width() as usize, img.height() as usize);
-        let (tw, th) = (self.width, self.height);
-        let scale = f64::max(tw as f64 / w0 as f64, th as f64 / h0 as f64);
-        let rw = ((w0 as f64 * scale).round() as usize).max(tw);
-        let rh = ((h0 as f64 * scale).round() as usize).max(th);
-        let resized = if (rw, rh) == (w0, h0) {
-            img.clone()
-        } else {
-            img.resize_exact(rw as u32, rh as u32, FilterType::Triangle)
-        };
-        let cropped = resized.crop_imm(
-            ((rw - tw) / 2) as u32,
-            ((rh - th) / 2) as u32,
-            tw as u32,
-            th as u32,
-        );
-        match self.channels {
-            ChannelOrder::Grey => cropped.to_luma8().into_raw(),
-            ChannelOrder::Rgb => cropped.to_rgb8().into_raw(),
-            ChannelOrder::Bgr => {
-                let mut px = cropped.to_rgb8().into_raw();
-                px.chunks_exact_mut(3).for_each(|p| p.swap(0, 2));
-                px
-            }
-        }
+        self.try_pixels(img)
+            .unwrap_or_else(|_| vec![0; self.height * self.width * self.channel_count()])
+    }
+
+    /// As [`Preprocess::pixels`], refusing images with no pixels (or over 65535 a side).
+    ///
+    /// The resize is `resq-preprocess`'s, the one the firmware runs on camera frames, so the
+    /// board computes the very pixels calibration and evaluation saw.
+    pub fn try_pixels(&self, img: &image::DynamicImage) -> Result<Vec<u8>> {
+        let rgb = img.to_rgb8();
+        let (w, h) = (rgb.width() as usize, rgb.height() as usize);
+        let mut out = vec![0; self.height * self.width * self.channel_count()];
+        let frame = Frame::contiguous(PixelFormat::Rgb24, w, h, 0, rgb.as_raw())?;
+        Resampler::new(w, h, self.width, self.height)?.pixels(&frame, self.channels, &mut out)?;
+        Ok(out)
     }
 
     /// The float input tensor for the source model (tract), in its layout, shape `[1, …]`.

@@ -1,0 +1,197 @@
+//! `dir:PATH[?loop=true&fps=N]`: the PNG / JPEG images of a folder (recursively, sorted by
+//! path, as the host tool lists them), once or looped, optionally paced like a camera.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use resq_preprocess::PixelFormat;
+
+use super::{option_value, query, FrameSource, Read, SourceError};
+use crate::frame::FrameBuf;
+
+/// A parsed `dir:` URI.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DirSpec {
+    /// The folder.
+    pub path: PathBuf,
+    /// Start again after the last image.
+    pub looped: bool,
+    /// Pace frames at this rate (then the source is live: slow inference drops frames).
+    pub fps: Option<f64>,
+}
+
+impl DirSpec {
+    pub(crate) fn parse(rest: &str) -> Result<DirSpec, SourceError> {
+        let (path, opts) = query("dir:", rest, &["loop", "fps"])?;
+        if path.is_empty() {
+            return Err(SourceError::Fatal(
+                "camera URI `dir:` needs a folder, e.g. `dir:models/photos`".into(),
+            ));
+        }
+        let mut spec = DirSpec {
+            path: PathBuf::from(path),
+            looped: false,
+            fps: None,
+        };
+        for (k, v) in opts {
+            match k {
+                "loop" => {
+                    spec.looped = match v {
+                        "" | "true" | "1" | "yes" => true,
+                        "false" | "0" | "no" => false,
+                        _ => {
+                            return Err(SourceError::Fatal(format!(
+                                "dir: `loop={v}` is not true or false"
+                            )))
+                        }
+                    }
+                }
+                _ => {
+                    let fps: f64 = option_value("dir:", k, v, "a frame rate above 0")?;
+                    if !(fps > 0.0 && fps.is_finite()) {
+                        return Err(SourceError::Fatal(format!(
+                            "dir: `fps={v}` is not a frame rate above 0"
+                        )));
+                    }
+                    spec.fps = Some(fps);
+                }
+            }
+        }
+        Ok(spec)
+    }
+}
+
+fn is_image(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
+}
+
+fn list(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                walk(&path, out)?;
+            } else if is_image(&path) {
+                out.push(path);
+            }
+        }
+        Ok(())
+    }
+    let mut out = vec![];
+    walk(dir, &mut out)?;
+    out.sort();
+    Ok(out)
+}
+
+/// The images of a folder as frames (RGB, decoded here).
+pub struct DirSource {
+    spec: DirSpec,
+    files: Vec<PathBuf>,
+    next: usize,
+    seq: u64,
+    due: Option<Instant>,
+}
+
+impl DirSource {
+    /// Lists the folder. A missing folder is `Lost` (it may appear: a mounted card, a camera
+    /// that writes stills); a folder without images is `Fatal`.
+    pub fn open(spec: &DirSpec) -> Result<DirSource, SourceError> {
+        let files = list(&spec.path).map_err(|e| {
+            SourceError::Lost(format!("cannot read folder {}: {e}", spec.path.display()))
+        })?;
+        if files.is_empty() {
+            return Err(SourceError::Fatal(format!(
+                "no PNG or JPEG images in {}; point dir: to a folder of images",
+                spec.path.display()
+            )));
+        }
+        Ok(DirSource {
+            spec: spec.clone(),
+            files,
+            next: 0,
+            seq: 0,
+            due: None,
+        })
+    }
+}
+
+impl FrameSource for DirSource {
+    fn describe(&self) -> String {
+        format!(
+            "folder {} ({} images{}{})",
+            self.spec.path.display(),
+            self.files.len(),
+            if self.spec.looped { ", looped" } else { "" },
+            self.spec
+                .fps
+                .map(|f| format!(", {f} frames/s"))
+                .unwrap_or_default()
+        )
+    }
+
+    fn live(&self) -> bool {
+        self.spec.fps.is_some()
+    }
+
+    fn read(&mut self, frame: &mut FrameBuf) -> Result<Read, SourceError> {
+        if self.next >= self.files.len() {
+            if !self.spec.looped {
+                return Ok(Read::End);
+            }
+            // Each pass lists the folder again, so images added meanwhile are seen.
+            self.files = list(&self.spec.path).map_err(|e| {
+                SourceError::Lost(format!(
+                    "cannot read folder {}: {e}",
+                    self.spec.path.display()
+                ))
+            })?;
+            self.next = 0;
+            if self.files.is_empty() {
+                return Err(SourceError::Lost(format!(
+                    "no images left in {}",
+                    self.spec.path.display()
+                )));
+            }
+        }
+        if let (Some(fps), Some(due)) = (self.spec.fps, self.due) {
+            let now = Instant::now();
+            if now < due {
+                // Short naps, so a stop request is seen quickly.
+                std::thread::sleep((due - now).min(Duration::from_millis(50)));
+                return Ok(Read::Timeout);
+            }
+            let period = Duration::from_secs_f64(1.0 / fps);
+            // Never "catch up" with a burst after a stall.
+            self.due = Some((due + period).max(now));
+        } else if let Some(fps) = self.spec.fps {
+            self.due = Some(Instant::now() + Duration::from_secs_f64(1.0 / fps));
+        }
+        let path = self.files[self.next].clone();
+        self.next += 1;
+        let img = match image::open(&path) {
+            Ok(img) => img.to_rgb8(),
+            Err(e) => {
+                return Err(if self.spec.path.is_dir() {
+                    SourceError::BadFrame(format!("skipping {}: {e}", path.display()))
+                } else {
+                    SourceError::Lost(format!("folder {} is gone", self.spec.path.display()))
+                })
+            }
+        };
+        let (w, h) = (img.width() as usize, img.height() as usize);
+        frame
+            .set_contiguous(PixelFormat::Rgb24, w, h, 0, img.as_raw())
+            .map_err(|e| SourceError::BadFrame(format!("skipping {}: {e}", path.display())))?;
+        frame.name = Some(
+            path.strip_prefix(&self.spec.path)
+                .unwrap_or(&path)
+                .display()
+                .to_string(),
+        );
+        frame.stamp(self.seq);
+        self.seq += 1;
+        Ok(Read::Frame)
+    }
+}
