@@ -297,7 +297,7 @@ fn a_live_source_faster_than_inference_drops_frames_instead_of_queueing_them() {
         "each gap is reported as dropped"
     );
     eprintln!(
-        "live 1000 frames/s: {} processed, {dropped} dropped",
+        "live 720p at 1000 frames/s: {} processed, {dropped} dropped",
         ids.len()
     );
 }
