@@ -115,3 +115,18 @@ fn qdq_scales_and_int8_weights_are_kept_exactly() {
     }
     assert_eq!(checked, 9, "all nine convolutions checked");
 }
+
+#[test]
+fn eval_against_the_qdq_model_itself_compares_logits() {
+    // tract runs the QDQ graph in float with fake quantization; the reference must step back
+    // over the trailing QuantizeLinear / DequantizeLinear to the softmax's input.
+    let bytes = AlignedBytes::new(&convert_qdq());
+    let mut engine = Engine::from_bytes(bytes.as_bytes()).unwrap();
+    let (png, csv) = ic01();
+    let samples = labelled_dataset(&png, Some(&csv)).unwrap();
+    let reference = resq_host::eval::Reference::load(&resnet8("model_int8_qdq.onnx"), Layout::Nchw).unwrap();
+    let r = resq_host::eval::evaluate(&mut engine, &samples, Some(&reference)).unwrap();
+    eprintln!("{r:?}");
+    assert!(r.cosine.unwrap() > 0.999, "{r:?}");
+    assert!(r.agreement.unwrap() >= 198, "{r:?}");
+}

@@ -1,15 +1,82 @@
 //! int8 kernels for resq.
 //!
-//! This crate holds the portable reference kernels: plain loops in pure integer arithmetic that
-//! define, bit for bit, what every faster kernel must compute. Activations are NHWC with batch 1;
-//! weights are `[cout][kh][kw][cin / groups]`.
+//! [`reference`] holds the portable reference kernels: plain loops in pure integer arithmetic
+//! that define, bit for bit, what every faster kernel must compute. Activations are NHWC with
+//! batch 1; weights are `[cout][kh][kw][cin / groups]`.
 //!
-//! Callers (the engine) validate every shape at model load, so kernels only `debug_assert!`
-//! their slice lengths.
+//! The fast kernels reproduce them exactly, one family per operation, each checked against its
+//! reference by the property tests in `tests/isa.rs`:
+//!
+//! | family | reference | fast path |
+//! |---|---|---|
+//! | convolution, 1×1 / k×k / strided / grouped, fully-connected | [`reference::conv2d`] | [`gemm`]: packed weights, padded prepared input, per-ISA micro-kernels ([`GemmUkernel`]) with the epilogue fused |
+//! | depthwise convolution | [`reference::conv2d`] | [`dwconv`] |
+//! | max / average pooling | [`reference::max_pool`], [`reference::avg_pool`] | [`pool`] |
+//!
+//! The tier ([`Isa`]) is chosen once at load ([`Isa::detect`], `RESQ_ISA`), and [`Kernels`]
+//! is the proof that the CPU runs it. How to add an ISA: see the crate README.
+//!
+//! Callers (the engine) validate every shape at model load, so reference kernels only
+//! `debug_assert!` their slice lengths; the micro-kernels check every tile's bounds
+//! ([`gemm::GemmTile::fits`]) before their `unsafe` loads.
 #![no_std]
 #![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
 
+#[cfg(any(unix, windows))]
+extern crate std;
+
+mod arch;
+pub mod dwconv;
+pub mod gemm;
+mod isa;
+pub mod pool;
 pub mod reference;
+
+pub use gemm::{AFormat, GemmPlan, GemmTile, GemmUkernel};
+pub use isa::{Isa, IsaError};
+
+/// The kernels of one supported tier: holding one proves the CPU can run them.
+#[derive(Clone, Copy, Debug)]
+pub struct Kernels {
+    isa: Isa,
+    gemm: &'static GemmUkernel,
+}
+
+impl Kernels {
+    /// The kernels of `isa`, or `None` for [`Isa::Reference`] (which runs [`reference`]
+    /// directly) and for tiers this CPU or build cannot run.
+    pub fn new(isa: Isa) -> Option<Kernels> {
+        if !isa.supported() {
+            return None;
+        }
+        arch::gemm_ukernel(isa).map(|gemm| Kernels { isa, gemm })
+    }
+
+    /// The tier.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// The convolution micro-kernel.
+    pub fn gemm(&self) -> &'static GemmUkernel {
+        self.gemm
+    }
+
+    /// This tier's int8 peak on one core, in multiply-accumulates per second, measured by
+    /// running its multiply-accumulate instruction alone for about `iters` loop trips
+    /// (`None` for tiers without a measurement).
+    #[cfg(any(unix, windows))]
+    pub fn peak_macs_per_second(&self, iters: usize) -> Option<f64> {
+        match self.isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => Some(arch::x86_64::avx512vnni::peak_macs_per_second(iters)),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => Some(arch::x86_64::avx2::peak_macs_per_second(iters)),
+            _ => None,
+        }
+    }
+}
 
 /// Rounding right shift: `round_half_up(v / 2^shift)` (ties go towards +∞), `shift` in 1..=62.
 ///

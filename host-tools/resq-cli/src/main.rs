@@ -15,6 +15,8 @@ use resq_host::eval::{evaluate, Reference};
 use resq_host::images::labelled_dataset;
 use resq_host::synth::{synth_resnet, Arch, SynthSpec};
 
+mod deploy;
+
 #[derive(Parser)]
 #[command(
     name = "resq",
@@ -53,12 +55,44 @@ enum Command {
     /// Example:
     ///   resq synth --arch resnet50 --size 224 --classes 1000 --seed 1 -o resnet50.onnx
     Synth(SynthArgs),
+    /// Per-layer quantization report against tract f32: one self-contained HTML page (SQNR,
+    /// cosine, activation histograms with the int8 range, per-channel weight ranges, top-1).
+    ///
+    /// Examples:
+    ///   resq report model.resq --images val/ --reference model.onnx -o report.html
+    ///   resq report model.resq --images imgs/ --labels labels.csv --reference model.onnx --json
+    Report(ReportArgs),
+    /// Time inference: warm-up, then median / min / max latency, kernel path and peak memory.
+    ///
+    /// Examples:
+    ///   resq bench resnet50.resq --threads 2 --iters 50
+    ///   resq bench resnet18.resq --isa reference --json
+    Bench(BenchArgs),
     /// Convert the shipped ResNet-8 and classify the shipped photos with the firmware engine.
     Demo {
         /// Where to write the converted model.
         #[arg(short, long, default_value = "target/resnet8.resq")]
         output: PathBuf,
     },
+    /// Install firmware + model + board profile on boards: atomic A/B release, self-test on the
+    /// device, automatic switch back on failure. Over SSH (host keys verified) or to a mounted
+    /// root filesystem; --to repeated or --inventory flashes a fleet in parallel.
+    ///
+    /// Examples:
+    ///   resq flash --board rpi4 --model m.resq --to ssh://pi@rpi4.local --enable-service
+    ///   resq flash --board rpi4 --model m.resq --to dir:/media/me/rootfs
+    ///   resq flash --bundle release.tar --inventory boards.txt --jobs 8
+    ///   resq flash --status --to ssh://pi@rpi4.local
+    ///   resq flash --rollback --to ssh://pi@rpi4.local
+    Flash(deploy::FlashArgs),
+    /// Write a release bundle (firmware, model, board profile, unit, manifest with SHA-256
+    /// sums) to one file, for offline transport; `resq flash --bundle FILE` installs it.
+    ///
+    /// Example:
+    ///   resq bundle --board rpi4 --model m.resq -o release.tar
+    Bundle(deploy::BundleArgs),
+    /// Checks on a live board: benchmark or accuracy of the installed release.
+    Device(deploy::DeviceArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -132,6 +166,59 @@ struct EvalArgs {
 }
 
 #[derive(Args)]
+struct ReportArgs {
+    /// The .resq model.
+    file: PathBuf,
+    /// Images: ImageFolder (DIR/<class>/<img>), the root of --labels' paths, or a plain folder
+    /// (then only int8 / f32 agreement is reported, no top-1).
+    #[arg(long)]
+    images: PathBuf,
+    /// The float ONNX model the file was converted from (run by tract).
+    #[arg(long)]
+    reference: PathBuf,
+    /// CSV with a header and columns `file` and `label` (class index).
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// Images run layer by layer for the per-layer statistics (evenly spaced over the set).
+    #[arg(long, default_value_t = 8)]
+    max_images: usize,
+    /// Images for top-1 / agreement (evenly spaced); 0 for all.
+    #[arg(long, default_value_t = 100)]
+    eval_images: usize,
+    /// Print the numbers as one JSON object (layers worst first).
+    #[arg(long)]
+    json: bool,
+    /// HTML page to write.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// The .resq model.
+    file: PathBuf,
+    /// Threads (the calling one included).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Timed inferences.
+    #[arg(long, default_value_t = 20)]
+    iters: usize,
+    /// Untimed inferences first.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Kernels: reference, generic, avx2, avx512vnni, neon, dotprod or i8mm (default: RESQ_ISA,
+    /// else the best this CPU runs).
+    #[arg(long)]
+    isa: Option<String>,
+    /// Also time each layer (median) and report convolution throughput in GMAC/s.
+    #[arg(long)]
+    layers: bool,
+    /// Print one JSON object (keys median_ms, min_ms, max_ms, threads, kernel, …).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
 struct SynthArgs {
     /// resnet18, resnet34, resnet50, resnet101 or resnet152.
     #[arg(long)]
@@ -157,7 +244,12 @@ fn main() -> ExitCode {
         Command::Inspect { file } => cmd_inspect(&file),
         Command::Eval(a) => cmd_eval(a),
         Command::Synth(a) => cmd_synth(a),
+        Command::Bench(a) => cmd_bench(a),
+        Command::Report(a) => cmd_report(a),
         Command::Demo { output } => cmd_demo(&output),
+        Command::Flash(a) => deploy::cmd_flash(a),
+        Command::Bundle(a) => deploy::cmd_bundle(a),
+        Command::Device(a) => deploy::cmd_device(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -374,6 +466,260 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn cmd_report(a: ReportArgs) -> Result<()> {
+    if a.output.is_none() && !a.json {
+        bail!("resq report: pass -o report.html to write the page, or --json to print the numbers");
+    }
+    let report = resq_host::report::build_report(&resq_host::report::ReportOptions {
+        file: a.file,
+        reference: a.reference,
+        images: a.images,
+        labels: a.labels,
+        max_images: a.max_images,
+        eval_images: a.eval_images,
+        progress: !a.json,
+    })?;
+    if let Some(out) = &a.output {
+        let html = report.to_html()?;
+        write_atomic(out, html.as_bytes())?;
+        if !a.json {
+            let worst = report.worst_first().first().map_or(String::new(), |w| {
+                format!(
+                    "; worst: #{} {} at {:.1} dB SQNR",
+                    w.index, w.name, w.output.sqnr_db
+                )
+            });
+            println!(
+                "wrote {} ({} bytes, {} layers{worst})",
+                out.display(),
+                html.len(),
+                report.layers.len()
+            );
+        }
+    }
+    if a.json {
+        println!("{}", report.to_json());
+    }
+    Ok(())
+}
+
+fn cmd_bench(a: BenchArgs) -> Result<()> {
+    use resq_engine::{EngineOptions, Isa};
+    let isa = a.isa.as_deref().map(Isa::choose).transpose()?;
+    let options = EngineOptions {
+        threads: a.threads.max(1),
+        isa,
+    };
+    // Read straight into aligned memory: one copy of the file, never two.
+    let mut bytes = {
+        use std::io::Read;
+        let mut f = std::fs::File::open(&a.file)
+            .with_context(|| format!("cannot read {}", a.file.display()))?;
+        let mut bytes = AlignedBytes::zeroed(f.metadata()?.len() as usize);
+        f.read_exact(bytes.as_bytes_mut())
+            .with_context(|| format!("cannot read {}", a.file.display()))?;
+        bytes
+    };
+    let file_bytes = bytes.as_bytes().len();
+    // Weights are packed in place: the engine keeps no second copy of them.
+    let mut engine = Engine::from_bytes_in_place(bytes.as_bytes_mut(), options)
+        .map_err(|e| anyhow!("{}: {e}", a.file.display()))?;
+    let self_test = engine.self_test();
+    if !self_test {
+        bail!(
+            "{}: the self-test failed on the {} kernels",
+            a.file.display(),
+            engine.isa()
+        );
+    }
+    let st = engine.model().meta.self_test.input;
+    let input = engine.model().i8s(st).to_vec();
+    let run = |engine: &mut Engine| -> Result<f64> {
+        let t = std::time::Instant::now();
+        engine.set_input(&input)?;
+        engine.run();
+        Ok(t.elapsed().as_secs_f64() * 1e3)
+    };
+    for _ in 0..a.warmup {
+        run(&mut engine)?;
+    }
+    let mut ms = (0..a.iters.max(1))
+        .map(|_| run(&mut engine))
+        .collect::<Result<Vec<f64>>>()?;
+    ms.sort_by(f64::total_cmp);
+    let median = if ms.len() % 2 == 1 {
+        ms[ms.len() / 2]
+    } else {
+        (ms[ms.len() / 2 - 1] + ms[ms.len() / 2]) / 2.0
+    };
+    // Peak resident memory of the whole process (Linux), in MiB.
+    let peak_mib = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
+        })
+        .map(|kib| kib / 1024.0);
+    let kernel = format!("{} ({})", engine.isa(), engine.kernel_name());
+    let layers = if a.layers {
+        let mut l = bench_layers(&mut engine, &input, ms.len())?;
+        l.peak = engine
+            .peak_macs_per_second()
+            .map(|p| p * engine.threads() as f64 / 1e9);
+        Some(l)
+    } else {
+        None
+    };
+    if a.json {
+        let v = serde_json::json!({
+            "file": a.file.display().to_string(),
+            "median_ms": median,
+            "min_ms": ms[0],
+            "max_ms": ms[ms.len() - 1],
+            "iters": ms.len(),
+            "threads": engine.threads(),
+            "kernel": kernel,
+            "isa": engine.isa().name(),
+            "self_test": self_test,
+            "peak_rss_mib": peak_mib,
+            "file_mib": file_bytes as f64 / (1024.0 * 1024.0),
+            "layers": layers.as_ref().map(|l| l.json()),
+        });
+        println!("{v}");
+    } else {
+        println!(
+            "{}: {} iterations after {} warm-up",
+            a.file.display(),
+            ms.len(),
+            a.warmup
+        );
+        println!(
+            "  median {median:.3} ms   min {:.3} ms   max {:.3} ms",
+            ms[0],
+            ms[ms.len() - 1]
+        );
+        println!(
+            "  kernels {kernel}, {} thread(s), self-test passed",
+            engine.threads()
+        );
+        if let Some(p) = peak_mib {
+            println!(
+                "  peak memory {p:.1} MiB (file {:.1} MiB)",
+                file_bytes as f64 / (1024.0 * 1024.0)
+            );
+        }
+        if let Some(l) = &layers {
+            l.print();
+        }
+    }
+    Ok(())
+}
+
+/// Median time of each layer over `iters` runs, and multiply-accumulates of the convolutions.
+struct LayerTimes {
+    rows: Vec<(String, String, u64, f64)>,
+    /// Measured peak of the kernel tier's multiply-accumulate instruction, all threads, GMAC/s.
+    peak: Option<f64>,
+}
+
+fn bench_layers(engine: &mut Engine, input: &[i8], iters: usize) -> Result<LayerTimes> {
+    let n = engine.model().meta.layers.len();
+    let mut times = vec![Vec::with_capacity(iters); n];
+    for _ in 0..iters {
+        engine.set_input(input)?;
+        for (i, t) in times.iter_mut().enumerate() {
+            let start = std::time::Instant::now();
+            engine.run_layer(i);
+            t.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let m = engine.model();
+    let rows = times
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut t)| {
+            t.sort_by(f64::total_cmp);
+            let layer = &m.meta.layers[i];
+            let macs = match layer.op {
+                Op::Conv(c) => {
+                    let out = m.tensor(c.output).shape;
+                    let cin = m.tensor(c.input).shape[3] / c.groups as u32;
+                    out.iter().map(|&d| d as u64).product::<u64>()
+                        * (c.kernel[0] as u64 * c.kernel[1] as u64 * cin as u64)
+                }
+                _ => 0,
+            };
+            let detail = match layer.op {
+                Op::Conv(c) => format!(
+                    "{}x{}/{} {:?}",
+                    c.kernel[0],
+                    c.kernel[1],
+                    c.stride[0],
+                    &m.tensor(c.output).shape[1..]
+                ),
+                op => format!("{:?}", &m.tensor(op.output()).shape[1..]),
+            };
+            (
+                format!("{} {}", layer.op.kind(), layer.name),
+                detail,
+                macs,
+                t[t.len() / 2],
+            )
+        })
+        .collect();
+    Ok(LayerTimes { rows, peak: None })
+}
+
+impl LayerTimes {
+    fn conv_totals(&self) -> (u64, f64) {
+        self.rows
+            .iter()
+            .filter(|r| r.2 > 0)
+            .fold((0, 0.0), |(m, t), r| (m + r.2, t + r.3))
+    }
+
+    fn print(&self) {
+        println!(
+            "  layer                                      shape                       ms   GMAC/s"
+        );
+        for (name, detail, macs, ms) in &self.rows {
+            let gmacs = if *macs > 0 {
+                format!("{:8.1}", *macs as f64 / ms / 1e6)
+            } else {
+                String::new()
+            };
+            println!("  {name:42.42} {detail:24.24} {ms:7.3} {gmacs}");
+        }
+        let (macs, ms) = self.conv_totals();
+        let total: f64 = self.rows.iter().map(|r| r.3).sum();
+        println!(
+            "  convolutions: {:.2} GMAC in {ms:.2} ms = {:.1} GMAC/s ({:.0} % of the layer-by-layer total {total:.2} ms)",
+            macs as f64 / 1e9,
+            macs as f64 / ms / 1e6,
+            100.0 * ms / total
+        );
+        if let Some(peak) = self.peak {
+            println!(
+                "  peak of the kernels' multiply-accumulate instruction here: {peak:.1} GMAC/s; convolutions reach {:.0} %",
+                100.0 * macs as f64 / ms / 1e6 / peak
+            );
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let (macs, ms) = self.conv_totals();
+        serde_json::json!({
+            "conv_gmac": macs as f64 / 1e9,
+            "conv_ms": ms,
+            "conv_gmac_per_s": macs as f64 / ms / 1e6,
+            "peak_gmac_per_s": self.peak,
+            "per_layer": self.rows.iter().map(|(name, detail, macs, ms)| serde_json::json!({
+                "layer": name, "shape": detail, "macs": macs, "ms": ms,
+            })).collect::<Vec<_>>(),
+        })
+    }
 }
 
 fn cmd_synth(a: SynthArgs) -> Result<()> {

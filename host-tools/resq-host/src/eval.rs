@@ -34,8 +34,12 @@ impl Reference {
     pub fn load(path: &Path, layout: resq_format::Layout) -> Result<Reference> {
         let source = load(path, layout)?;
         let mut model = source.model;
-        let out = model.output_outlets()?[0];
-        let node = model.node(out.node);
+        // Compare logits: step back over a QDQ model's trailing QuantizeLinear / DequantizeLinear
+        // to a final Softmax and take its input.
+        let mut node = model.node(model.output_outlets()?[0].node);
+        while is_qdq(node) {
+            node = model.node(node.inputs[0].node);
+        }
         if node.op_is::<tract_onnx::tract_core::ops::nn::Softmax>() {
             let logits = node.inputs[0];
             model.select_output_outlets(&[logits])?;
@@ -54,6 +58,14 @@ impl Reference {
             .copied()
             .collect())
     }
+}
+
+fn is_qdq(node: &TypedNode) -> bool {
+    use tract_onnx::tract_core::ops::{element_wise::ElementWiseOp, quant::DequantizeLinearF32};
+    node.op_is::<DequantizeLinearF32>()
+        || node
+            .op_as::<ElementWiseOp>()
+            .is_some_and(|op| op.0.name() == "QuantizeLinearI8")
 }
 
 /// Figures of one evaluation.

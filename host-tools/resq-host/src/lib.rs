@@ -15,4 +15,5 @@ pub mod images;
 pub mod import;
 pub mod ir;
 pub mod quantize;
+pub mod report;
 pub mod synth;

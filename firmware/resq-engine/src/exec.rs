@@ -1,0 +1,305 @@
+//! How each convolution runs on the fast kernels, and how work is split across threads.
+
+use core::ops::Range;
+
+use alloc::vec::Vec;
+use resq_format::{Conv, Model};
+use resq_kernels::dwconv::DwPlan;
+use resq_kernels::gemm::GemmPlan;
+use resq_kernels::{Epilogue, Kernels};
+
+use crate::geometry;
+
+/// Where a layer's packed weights are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Weights {
+    /// In the engine's own buffer.
+    Owned(Range<usize>),
+    /// In the model file's weight range (packed there in place).
+    InFile,
+}
+
+#[derive(Clone, Debug)]
+enum Kind {
+    Gemm(GemmPlan),
+    Depthwise(DwPlan),
+}
+
+/// One convolution on the fast kernels.
+#[derive(Clone, Debug)]
+pub(crate) struct ConvExec {
+    kind: Kind,
+    weights: Weights,
+    bias: Range<usize>,
+    /// Multiply-accumulates per inference (decides whether threads are worth waking).
+    macs: usize,
+}
+
+/// Below this many multiply-accumulates a layer runs on the calling thread alone.
+const PARALLEL_MACS: usize = 1 << 20;
+/// Below this many prepared bytes the preparation runs on the calling thread alone.
+const PARALLEL_BYTES: usize = 1 << 16;
+/// Packed weights above this size (about half an L2) are streamed once per piece of rows, so
+/// such layers get one piece per thread rather than several.
+const HEAVY_WEIGHTS: usize = 1 << 19;
+
+impl ConvExec {
+    pub(crate) fn plan(model: &Model, c: &Conv, kernels: &Kernels) -> ConvExec {
+        let (xt, yt) = (model.tensor(c.input), model.tensor(c.output));
+        let geo = geometry(xt.shape, yt.shape, c.kernel, c.stride, c.pad);
+        let groups = c.groups as usize;
+        let macs = geo.output.iter().product::<usize>()
+            * geo.kernel[0]
+            * geo.kernel[1]
+            * (geo.input[2] / groups);
+        let kind = if DwPlan::applies(&geo, groups) {
+            Kind::Depthwise(DwPlan::new(&geo))
+        } else {
+            Kind::Gemm(GemmPlan::new(&geo, groups, kernels.gemm()))
+        };
+        ConvExec {
+            kind,
+            weights: Weights::InFile,
+            bias: 0..0,
+            macs,
+        }
+    }
+
+    /// Bytes of packed weights (`None` if the layer reads the file's layout as is).
+    pub(crate) fn packed_len(&self) -> Option<usize> {
+        Some(match &self.kind {
+            Kind::Gemm(p) => p.packed_len(),
+            Kind::Depthwise(p) => p.packed_len(),
+        })
+    }
+
+    /// Packs the file's weights into `out`.
+    pub(crate) fn pack(&self, weights: &[i8], out: &mut [i8]) {
+        match &self.kind {
+            Kind::Gemm(p) => p.pack(weights, out),
+            Kind::Depthwise(p) => p.pack(weights, out),
+        }
+    }
+
+    pub(crate) fn set_weights(&mut self, w: Weights) {
+        self.weights = w;
+    }
+
+    pub(crate) fn weights(&self) -> &Weights {
+        &self.weights
+    }
+
+    /// Output channels (entries of packed bias).
+    pub(crate) fn bias_len(&self) -> usize {
+        self.cout()
+    }
+
+    fn cout(&self) -> usize {
+        match &self.kind {
+            Kind::Gemm(p) => p.channels(),
+            Kind::Depthwise(p) => p.channels(),
+        }
+    }
+
+    /// Appends the packed bias (from the packed weights `packed`) to `biases`.
+    pub(crate) fn pack_bias(&mut self, packed: &[i8], bias: &[i32], biases: &mut Vec<i32>) {
+        let start = biases.len();
+        let n = self.cout();
+        biases.resize(start + n, 0);
+        match &self.kind {
+            Kind::Gemm(p) => {
+                let offset = p.prep.format.offset();
+                p.pack_bias(packed, bias, offset, &mut biases[start..]);
+            }
+            Kind::Depthwise(_) => biases[start..].copy_from_slice(bias),
+        }
+        self.bias = start..start + n;
+    }
+
+    pub(crate) fn bias_range(&self) -> Range<usize> {
+        self.bias.clone()
+    }
+
+    /// Scratch bytes for the prepared input.
+    pub(crate) fn scratch_len(&self) -> usize {
+        match &self.kind {
+            Kind::Gemm(p) if p.prep.is_identity() => 0,
+            Kind::Gemm(p) => p.prep.len(),
+            Kind::Depthwise(p) => p.prep.len(),
+        }
+    }
+
+    /// Runs the layer: prepares the input into `scratch`, then computes `out`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn run(
+        &self,
+        par: &Par<'_>,
+        kernels: &Kernels,
+        x: &[i8],
+        zero_point: i8,
+        weights: &[i8],
+        ep: &Epilogue<'_>,
+        scratch: &mut [u8],
+        out: &mut [i8],
+    ) {
+        let parallel = self.macs >= PARALLEL_MACS;
+        let pieces = if weights.len() > HEAVY_WEIGHTS { 1 } else { 4 };
+        match &self.kind {
+            Kind::Gemm(plan) => {
+                let a: &[u8] = if plan.prep.is_identity() {
+                    bytemuck::cast_slice(x)
+                } else {
+                    prepare(par, &plan.prep, x, zero_point, scratch);
+                    &scratch[..plan.prep.len()]
+                };
+                let oc = out.len() / plan.rows();
+                let gemm = kernels.gemm();
+                if plan.rows() == 1 {
+                    // A single pixel (fully-connected): split the channel panels.
+                    let panels = plan.panels();
+                    let start = |p: usize| {
+                        if p == panels {
+                            oc
+                        } else {
+                            plan.panel_channels(p).0
+                        }
+                    };
+                    par.split(out, panels, 1, parallel, 4, &start, &|ps, chunk| {
+                        plan.run(gemm, a, weights, ep, chunk, start(ps.start), 0..1, ps)
+                    });
+                } else {
+                    let (n, mr) = (plan.rows(), gemm.mr);
+                    par.split(out, n, mr, parallel, pieces, &|m| m * oc, &|rows, chunk| {
+                        let base = rows.start * oc;
+                        plan.run(gemm, a, weights, ep, chunk, base, rows, 0..plan.panels())
+                    });
+                }
+            }
+            Kind::Depthwise(plan) => {
+                prepare(par, &plan.prep, x, zero_point, scratch);
+                let a = &scratch[..plan.prep.len()];
+                let oc = out.len() / plan.rows();
+                par.split(
+                    out,
+                    plan.rows(),
+                    1,
+                    parallel,
+                    4,
+                    &|m| m * oc,
+                    &|rows, chunk| {
+                        let base = rows.start * oc;
+                        plan.run(kernels, a, weights, ep, chunk, base, rows)
+                    },
+                );
+            }
+        }
+    }
+}
+
+fn prepare(
+    par: &Par<'_>,
+    prep: &resq_kernels::gemm::Prep,
+    x: &[i8],
+    zero_point: i8,
+    scratch: &mut [u8],
+) {
+    let rb = prep.row_bytes();
+    let rows = prep.rows();
+    let parallel = rows * rb >= PARALLEL_BYTES;
+    par.split(
+        &mut scratch[..rows * rb],
+        rows,
+        1,
+        parallel,
+        4,
+        &|r| r * rb,
+        &|r, chunk| prep.run(x, zero_point, r, chunk),
+    );
+}
+
+/// Splits work across the engine's threads (or runs it inline).
+pub(crate) struct Par<'p> {
+    #[cfg(any(unix, windows))]
+    pool: Option<&'p crate::pool::Pool>,
+    #[cfg(not(any(unix, windows)))]
+    _pool: core::marker::PhantomData<&'p ()>,
+}
+
+impl<'p> Par<'p> {
+    #[cfg(any(unix, windows))]
+    pub(crate) fn new(pool: Option<&'p crate::pool::Pool>) -> Self {
+        Par { pool }
+    }
+
+    #[cfg(not(any(unix, windows)))]
+    pub(crate) fn new() -> Self {
+        Par {
+            _pool: core::marker::PhantomData,
+        }
+    }
+
+    /// `n` rows of `unit` elements each of `out`, split across threads (see [`Par::split`]).
+    pub(crate) fn rows<T: Send>(
+        &self,
+        out: &mut [T],
+        n: usize,
+        unit: usize,
+        align: usize,
+        f: &(dyn Fn(Range<usize>, &mut [T]) + Sync),
+    ) {
+        let parallel = out.len() >= PARALLEL_BYTES;
+        self.split(out, n, align, parallel, 4, &|u| u * unit, f)
+    }
+
+    /// Calls `f(units, piece)` for contiguous pieces of units `0..n` covering `out`, where
+    /// unit `u` starts at element `start(u)` (`start(n) == out.len()`). There are about
+    /// `per_thread` pieces per thread, of nearly equal size (multiples of `align` units when
+    /// pieces are large, so only the last tile of a piece can be partial); threads take the
+    /// next piece as they finish one, so a thread slowed by another process does less.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn split<T: Send>(
+        &self,
+        out: &mut [T],
+        n: usize,
+        align: usize,
+        parallel: bool,
+        per_thread: usize,
+        start: &(dyn Fn(usize) -> usize + Sync),
+        f: &(dyn Fn(Range<usize>, &mut [T]) + Sync),
+    ) {
+        #[cfg(any(unix, windows))]
+        if let Some(pool) = self.pool.filter(|_| parallel && n > 1) {
+            let pieces = (pool.threads() * per_thread).min(n);
+            let bound = |i: usize| {
+                let b = n * i / pieces;
+                if n >= pieces * 4 * align && i < pieces {
+                    b / align * align
+                } else {
+                    b
+                }
+            };
+            let rest = std::sync::Mutex::new((out, 0usize));
+            pool.run(&|_| loop {
+                let (units, piece) = {
+                    let mut guard = rest.lock().unwrap_or_else(|e| e.into_inner());
+                    let (slice, next) = &mut *guard;
+                    if *next >= pieces {
+                        break;
+                    }
+                    let units = bound(*next)..bound(*next + 1);
+                    *next += 1;
+                    let len = start(units.end) - start(units.start);
+                    let (piece, tail) = core::mem::take(slice).split_at_mut(len);
+                    *slice = tail;
+                    (units, piece)
+                };
+                if !units.is_empty() {
+                    f(units, piece);
+                }
+            });
+            return;
+        }
+        let _ = (align, parallel, per_thread, start);
+        f(0..n, out);
+    }
+}

@@ -1,0 +1,680 @@
+//! `resq flash` / `resq bundle` to `dir:` targets (a root filesystem mounted on this
+//! machine), as a user runs them: install, self-test, rollback, service, interruptions.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn flash_dir(bundle: &Path, prefix: &Path) -> std::process::Output {
+    resq(&[
+        "flash",
+        "--bundle",
+        s(bundle),
+        "--to",
+        &format!("dir:{}", prefix.display()),
+    ])
+}
+
+fn current(prefix: &Path) -> Option<String> {
+    check_whole(prefix, "current")
+}
+
+#[test]
+fn flash_to_a_mounted_rootfs_installs_a_release_whose_firmware_passes_its_selftest() {
+    // The acceptance check: the real, unstripped firmware, as the README shows it.
+    let dir = tempfile::tempdir().unwrap();
+    let to = format!("dir:{}", dir.path().display());
+    let fw = firmware_unstripped();
+    let o = resq(&[
+        "flash",
+        "--board",
+        "x86_64-host",
+        "--model",
+        s(&model()),
+        "--to",
+        &to,
+        "--firmware",
+        s(&fw),
+    ]);
+    assert!(o.status.success(), "{}", both(&o));
+    let text = out(&o);
+    assert!(text.contains("self-test  self-test passed"), "{text}");
+    assert!(
+        text.contains("resq-fw ") && text.contains("model.resq "),
+        "sizes in the summary: {text}"
+    );
+    let cur = dir.path().join("opt/resq/current");
+    let o = Command::new(cur.join("resq-fw"))
+        .args(["selftest", "--model"])
+        .arg(cur.join("model.resq"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", both(&o));
+    // A relative link, so the card is right when it boots with the card as `/`.
+    let link = fs::read_link(&cur).unwrap();
+    assert!(
+        link.is_relative() && link.starts_with("releases"),
+        "{}",
+        link.display()
+    );
+    let id = check_whole(dir.path(), "after flash").unwrap();
+    assert!(text.contains(&id), "{text}");
+    // The board can check its release with standard tools.
+    let o = Command::new("sha256sum")
+        .args(["-c", "SHA256SUMS"])
+        .current_dir(&cur)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", both(&o));
+    let m: serde_json::Value =
+        serde_json::from_slice(&fs::read(cur.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["id"], id.as_str());
+    assert_eq!(m["board"]["name"], "x86_64-host");
+    assert_eq!(m["versions"]["firmware"], "0.1.0", "{m}");
+    assert_eq!(m["model"]["classes"], 10);
+    assert!(garbage(dir.path()).is_empty(), "{:?}", garbage(dir.path()));
+}
+
+#[test]
+fn a_second_flash_keeps_the_previous_release_and_rollback_switches_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let to = format!("dir:{}", dir.path().display());
+    let (a, b) = (bundle_a(), bundle_b());
+    let (ida, idb) = (bundle_id(&a), bundle_id(&b));
+    assert_ne!(ida, idb);
+    assert!(flash_dir(&a, dir.path()).status.success());
+    let o = flash_dir(&b, dir.path());
+    assert!(o.status.success(), "{}", both(&o));
+    assert!(
+        out(&o).contains(&format!("previous   {ida}")),
+        "{}",
+        out(&o)
+    );
+    assert_eq!(current(dir.path()), Some(idb.clone()));
+
+    let o = resq(&["flash", "--status", "--to", &to]);
+    assert!(o.status.success(), "{}", both(&o));
+    let st = out(&o);
+    assert!(
+        st.contains(&format!("current    {idb}")) && st.contains("files verified"),
+        "{st}"
+    );
+    assert!(st.contains(&format!("previous   {ida}")), "{st}");
+
+    let o = resq(&["flash", "--rollback", "--to", &to]);
+    assert!(o.status.success(), "{}", both(&o));
+    assert!(
+        out(&o).contains(&format!(
+            "current is now {ida} (was {idb}), self-test passed"
+        )),
+        "{}",
+        out(&o)
+    );
+    assert_eq!(current(dir.path()), Some(ida.clone()));
+    let prev = fs::read_link(dir.path().join("opt/resq/previous")).unwrap();
+    assert_eq!(prev, Path::new("releases").join(&idb));
+
+    // B is still on the card: flashing it again switches to it without sending anything.
+    let o = flash_dir(&b, dir.path());
+    assert!(o.status.success(), "{}", both(&o));
+    assert!(out(&o).contains("was on the device"), "{}", out(&o));
+    assert_eq!(current(dir.path()), Some(idb.clone()));
+    // The same content bundled anew (another id) is recognised too.
+    let o = resq(&[
+        "flash",
+        "--board",
+        "x86_64-host",
+        "--model",
+        s(&model()),
+        "--firmware",
+        s(&firmware()),
+        "--to",
+        &to,
+    ]);
+    assert!(o.status.success(), "{}", both(&o));
+    assert!(
+        out(&o).contains(&format!("release {ida} (was on the device")),
+        "{}",
+        out(&o)
+    );
+    assert_eq!(current(dir.path()), Some(ida.clone()));
+    let o = flash_dir(&b, dir.path());
+    assert!(out(&o).contains("was on the device"), "{}", out(&o));
+    // The same again: nothing changes.
+    let o = flash_dir(&b, dir.path());
+    assert!(out(&o).contains("already current"), "{}", out(&o));
+
+    // Two rollbacks in a row go back and forth; with no previous one there is a clear error.
+    let fresh = tempfile::tempdir().unwrap();
+    assert!(flash_dir(&a, fresh.path()).status.success());
+    let o = resq(&[
+        "flash",
+        "--rollback",
+        "--to",
+        &format!("dir:{}", fresh.path().display()),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        err(&o).contains("no previous release to roll back to"),
+        "{}",
+        err(&o)
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let o = resq(&[
+        "flash",
+        "--status",
+        "--to",
+        &format!("dir:{}", empty.path().display()),
+    ]);
+    assert!(out(&o).contains("current    none"), "{}", both(&o));
+}
+
+#[test]
+fn old_releases_are_pruned_but_current_and_previous_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let board = board_v2();
+    let mut ids = vec![];
+    // Four different releases: four profile texts.
+    for i in 0..4 {
+        let text = fs::read_to_string(&board)
+            .unwrap()
+            .replace("v2: ", &format!("v{}: ", i + 3));
+        let p = dir.path().join(format!("board{i}.toml"));
+        fs::write(&p, text).unwrap();
+        let b = bundle(&format!("prune{i}.tar"), s(&p), &model());
+        ids.push(bundle_id(&b));
+        let root = dir.path().join("root");
+        fs::create_dir_all(&root).unwrap();
+        let o = resq(&[
+            "flash",
+            "--bundle",
+            s(&b),
+            "--to",
+            &format!("dir:{}", root.display()),
+            "--keep",
+            "2",
+        ]);
+        assert!(o.status.success(), "{}", both(&o));
+    }
+    let root = dir.path().join("root/opt/resq/releases");
+    let mut left: Vec<String> = fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    let mut want = vec![ids[2].clone(), ids[3].clone()];
+    want.sort();
+    assert_eq!(left, want);
+}
+
+#[test]
+fn enable_service_on_a_rootfs_links_the_unit_for_boot() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = resq(&[
+        "flash",
+        "--bundle",
+        s(&bundle_a()),
+        "--to",
+        &format!("dir:{}", dir.path().display()),
+        "--enable-service",
+    ]);
+    assert!(o.status.success(), "{}", both(&o));
+    let unit = fs::read_to_string(dir.path().join("etc/systemd/system/resq-fw.service")).unwrap();
+    assert!(
+        unit.contains("ExecStart=/opt/resq/current/resq-fw run --model /opt/resq/current/model.resq --board /opt/resq/current/board.toml"),
+        "{unit}"
+    );
+    let wants = dir
+        .path()
+        .join("etc/systemd/system/multi-user.target.wants/resq-fw.service");
+    assert_eq!(
+        fs::read_link(wants).unwrap(),
+        Path::new("/etc/systemd/system/resq-fw.service")
+    );
+    let text = out(&o);
+    assert!(
+        text.contains("enabled resq-fw.service in the root filesystem"),
+        "{text}"
+    );
+    // No /etc/passwd with the service user on this "card": the user is told.
+    assert!(text.contains("the service user `resq` is not in"), "{text}");
+}
+
+#[test]
+fn a_failing_selftest_switches_back_and_deletes_the_bad_release() {
+    let dir = tempfile::tempdir().unwrap();
+    let ida = bundle_id(&bundle_a());
+    // On an empty card: nothing was current, nothing is current afterwards.
+    let o = flash_dir(&bundle_bad(), dir.path());
+    assert!(!o.status.success());
+    let e = err(&o);
+    assert!(
+        e.contains("the self-test failed") && e.contains("self-test FAILED"),
+        "{e}"
+    );
+    assert!(e.contains("no release was installed before"), "{e}");
+    assert_eq!(current(dir.path()), None);
+    assert!(flash_dir(&bundle_a(), dir.path()).status.success());
+    let o = flash_dir(&bundle_bad(), dir.path());
+    assert!(!o.status.success());
+    assert!(
+        err(&o).contains(&format!("switched back to release {ida}")),
+        "{}",
+        err(&o)
+    );
+    assert_eq!(current(dir.path()), Some(ida));
+    assert!(!dir.path().join("opt/resq/previous").exists());
+    let releases = fs::read_dir(dir.path().join("opt/resq/releases"))
+        .unwrap()
+        .count();
+    assert_eq!(releases, 1, "the failed release is deleted");
+}
+
+#[test]
+fn a_file_damaged_in_transfer_is_caught_by_its_hash_and_never_activated() {
+    let dir = tempfile::tempdir().unwrap();
+    let ida = bundle_id(&bundle_a());
+    assert!(flash_dir(&bundle_a(), dir.path()).status.success());
+    for file in ["model.resq", "resq-fw", "manifest.json"] {
+        let o = resq_env(
+            &[
+                "flash",
+                "--bundle",
+                s(&bundle_b()),
+                "--to",
+                &format!("dir:{}", dir.path().display()),
+            ],
+            &[("RESQ_FLASH_CORRUPT", file)],
+        );
+        assert!(!o.status.success(), "{file}");
+        let e = err(&o);
+        assert!(
+            e.contains(&format!("{file} arrived damaged")) && e.contains("nothing was activated"),
+            "{e}"
+        );
+        assert_eq!(current(dir.path()), Some(ida.clone()), "{file}");
+    }
+    // The next flash cleans up and succeeds.
+    assert!(flash_dir(&bundle_b(), dir.path()).status.success());
+    assert!(garbage(dir.path()).is_empty(), "{:?}", garbage(dir.path()));
+    // A damaged bundle file is refused before anything is sent.
+    let mut tar = fs::read(bundle_a()).unwrap();
+    let at = tar.len() / 2;
+    tar[at] ^= 1;
+    let bad = dir.path().join("damaged.tar");
+    fs::write(&bad, tar).unwrap();
+    let o = flash_dir(&bad, dir.path());
+    assert!(!o.status.success());
+    assert!(
+        err(&o).contains("does not match the manifest"),
+        "{}",
+        err(&o)
+    );
+}
+
+#[test]
+fn a_flash_killed_at_any_step_leaves_the_old_or_the_new_release_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, bad) = (bundle_a(), bundle_b(), bundle_bad());
+    let (ida, idb, idbad) = (bundle_id(&a), bundle_id(&b), bundle_id(&bad));
+    // The starting card: A current, an older release of the same content as previous.
+    let template = dir.path().join("template");
+    fs::create_dir(&template).unwrap();
+    assert!(flash_dir(&a, &template).status.success());
+    let to = |card: &Path| format!("dir:{}", card.display());
+    let list = |bundle: &Path| {
+        let card = dir.path().join("list");
+        let _ = fs::remove_dir_all(&card);
+        copy_tree(&template, &card);
+        let (_, text) = run_and_kill(
+            &["flash", "--bundle", s(bundle), "--to", &to(&card)],
+            &[("RESQ_FLASH_KILL_AT", "list")],
+            None,
+        );
+        text.lines()
+            .filter_map(|l| l.strip_prefix("resq-kill-point "))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let points = list(&b);
+    for p in [
+        "prepare:1",
+        "upload:1",
+        "uploaded:6",
+        "seal-manifest:1",
+        "activate-previous-link:1",
+        "activate-current:1",
+        "activated:1",
+    ] {
+        assert!(points.contains(&p.to_string()), "{p} in {points:?}");
+    }
+    // The switch-back path of a failing self-test.
+    let back: Vec<String> = list(&bad)
+        .into_iter()
+        .filter(|p| p.starts_with("restore") || p.starts_with("remove"))
+        .collect();
+    assert!(
+        back.iter().any(|p| p.starts_with("restore-current")),
+        "{back:?}"
+    );
+    let mut tried = 0;
+    for (bundle, new_id, selected) in [
+        (&b, &idb, select_points(&points)),
+        (&bad, &idbad, back.clone()),
+    ] {
+        for p in &selected {
+            let card = dir.path().join(format!("card{tried}"));
+            copy_tree(&template, &card);
+            let (_, text) = run_and_kill(
+                &["flash", "--bundle", s(bundle), "--to", &to(&card)],
+                &[("RESQ_FLASH_KILL_AT", p)],
+                None,
+            );
+            assert!(
+                text.contains("fault injection: stopping at"),
+                "{p}: not reached: {text}"
+            );
+            let now = current(&card);
+            assert!(
+                now.as_ref() == Some(&ida) || now.as_ref() == Some(new_id),
+                "{p}: current {now:?}"
+            );
+            // The next flash cleans up whatever the kill left and succeeds.
+            let o = flash_dir(&b, &card);
+            assert!(o.status.success(), "{p}: {}", both(&o));
+            assert_eq!(current(&card).as_ref(), Some(&idb), "{p}");
+            assert!(garbage(&card).is_empty(), "{p}: {:?}", garbage(&card));
+            tried += 1;
+            fs::remove_dir_all(&card).unwrap();
+        }
+    }
+    println!(
+        "killed a dir: flash at {tried} points ({} listed, {} on the switch-back path)",
+        points.len(),
+        back.len()
+    );
+}
+
+#[test]
+fn sigkill_at_random_moments_never_leaves_current_incomplete() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (bundle_a(), bundle_b());
+    let ids = [bundle_id(&a), bundle_id(&b)];
+    assert!(flash_dir(&a, dir.path()).status.success());
+    // How long one flash takes here, to spread the kills over it (not asserted).
+    let t = Instant::now();
+    assert!(flash_dir(&b, dir.path()).status.success());
+    let span = t.elapsed().as_micros().max(1000) as u64;
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut completed = 0;
+    let runs = 30;
+    for i in 0..runs {
+        let next = if current(dir.path()).as_deref() == Some(ids[0].as_str()) {
+            &b
+        } else {
+            &a
+        };
+        let after = Duration::from_micros(rng.next() % span);
+        let (code, _) = run_and_kill(
+            &[
+                "flash",
+                "--bundle",
+                s(next),
+                "--to",
+                &format!("dir:{}", dir.path().display()),
+            ],
+            &[],
+            Some(after),
+        );
+        if code == Some(0) {
+            completed += 1;
+        }
+        let now = current(dir.path());
+        assert!(
+            now.as_ref().is_some_and(|c| ids.contains(c)),
+            "run {i} killed after {after:?}: current {now:?}"
+        );
+    }
+    println!("{runs} flashes SIGKILLed at random moments, {completed} finished first");
+    let next = if current(dir.path()).as_deref() == Some(ids[0].as_str()) {
+        &b
+    } else {
+        &a
+    };
+    assert!(flash_dir(next, dir.path()).status.success());
+    assert!(garbage(dir.path()).is_empty(), "{:?}", garbage(dir.path()));
+}
+
+#[test]
+fn bundle_writes_one_tar_for_offline_transport() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("release.tar");
+    let o = resq(&[
+        "bundle",
+        "--board",
+        "x86_64-host",
+        "--model",
+        s(&model()),
+        "--firmware",
+        s(&firmware()),
+        "-o",
+        s(&out_file),
+    ]);
+    assert!(o.status.success(), "{}", both(&o));
+    let text = out(&o);
+    assert!(
+        text.contains("flash it with: resq flash --bundle"),
+        "{text}"
+    );
+    let size = fs::metadata(&out_file).unwrap().len();
+    println!("bundle with a stripped resq-fw: {size} bytes");
+    let o = Command::new("tar")
+        .arg("-xf")
+        .arg(&out_file)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let id = bundle_id(&out_file);
+    let unpacked = dir.path().join(&id);
+    for f in [
+        "resq-fw",
+        "model.resq",
+        "board.toml",
+        "resq.service",
+        "SHA256SUMS",
+        "manifest.json",
+    ] {
+        assert!(unpacked.join(f).is_file(), "{f}");
+    }
+    check_release(&unpacked, "unpacked bundle");
+    let o = Command::new("sha256sum")
+        .args(["-c", "SHA256SUMS"])
+        .current_dir(&unpacked)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", both(&o));
+}
+
+#[test]
+fn bad_inputs_are_clear_errors_that_name_what_to_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let to = format!("dir:{}", dir.path().display());
+    let m = model();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "--board".into(),
+                "rpi4".into(),
+                "--model".into(),
+                s(&m).into(),
+                "--to".into(),
+                to.clone(),
+                "--firmware".into(),
+                s(&firmware()).into(),
+            ],
+            "is a x86-64 program, but board `rpi4` runs aarch64-unknown-linux-gnu",
+        ),
+        (
+            vec![
+                "--board".into(),
+                "rpi3".into(),
+                "--model".into(),
+                s(&m).into(),
+                "--to".into(),
+                to.clone(),
+            ],
+            "use one of",
+        ),
+        (
+            vec![
+                "--board".into(),
+                "x86_64-host".into(),
+                "--model".into(),
+                s(&firmware()).into(),
+                "--to".into(),
+                to.clone(),
+                "--firmware".into(),
+                s(&firmware()).into(),
+            ],
+            "not a valid .resq file",
+        ),
+        (
+            vec![
+                "--board".into(),
+                "x86_64-host".into(),
+                "--model".into(),
+                s(&m).into(),
+                "--to".into(),
+                "/mnt/rootfs".into(),
+                "--firmware".into(),
+                s(&firmware()).into(),
+            ],
+            "write --to ssh://user@host",
+        ),
+        (
+            vec![
+                "--board".into(),
+                "x86_64-host".into(),
+                "--model".into(),
+                s(&m).into(),
+                "--to".into(),
+                "dir:/nonexistent/rootfs".into(),
+                "--firmware".into(),
+                s(&firmware()).into(),
+            ],
+            "mount the board's root filesystem",
+        ),
+        (
+            vec![
+                "--board".into(),
+                "x86_64-host".into(),
+                "--model".into(),
+                s(&m).into(),
+                "--firmware".into(),
+                s(&firmware()).into(),
+            ],
+            "say where with --to",
+        ),
+        (
+            vec![
+                "--board".into(),
+                "x86_64-host".into(),
+                "--model".into(),
+                s(&m).into(),
+                "--to".into(),
+                to.clone(),
+                "--firmware".into(),
+                "/nonexistent/resq-fw".into(),
+            ],
+            "cargo build --release -p resq-fw",
+        ),
+    ];
+    for (args, want) in cases {
+        let mut a = vec!["flash".to_string()];
+        a.extend(args);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let o = resq(&a);
+        assert!(!o.status.success(), "{a:?}");
+        let e = err(&o);
+        assert!(e.contains(want), "{a:?}: {e}");
+        assert!(!e.contains("panicked"), "{e}");
+    }
+    // A board whose firmware is not built: the exact cargo command.
+    let text = resq_deploy::board::BUILTIN
+        .iter()
+        .find(|(n, _)| *n == "rpi4")
+        .unwrap()
+        .1;
+    let p = dir.path().join("riscv.toml");
+    fs::write(
+        &p,
+        text.replace("aarch64-unknown-linux-gnu", "riscv64gc-unknown-linux-gnu"),
+    )
+    .unwrap();
+    let o = resq(&["flash", "--board", s(&p), "--model", s(&m), "--to", &to]);
+    let e = err(&o);
+    assert!(e.contains("cargo build --release -p resq-fw --no-default-features --target riscv64gc-unknown-linux-gnu"), "{e}");
+    assert!(e.contains("--firmware PATH"), "{e}");
+    assert!(!dir.path().join("opt").exists(), "nothing was written");
+}
+
+/// A tmpfs of `size` mounted at `dir`, unmounted on drop; `None` where mounting is not
+/// allowed (not root, or a container without the right).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, opts: &str) -> Option<Tmpfs> {
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
+            .arg(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_or_read_only_card_is_refused_and_left_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small");
+    fs::create_dir(&small).unwrap();
+    let Some(_m) = Tmpfs::mount(&small, "size=1m") else {
+        println!("skipped: cannot mount a tmpfs here");
+        return;
+    };
+    let o = flash_dir(&bundle_a(), &small);
+    assert!(!o.status.success());
+    let e = err(&o);
+    assert!(
+        e.contains("MiB free") && e.contains("nothing was changed"),
+        "{e}"
+    );
+    assert_eq!(current(&small), None);
+    assert!(garbage(&small).is_empty(), "{:?}", garbage(&small));
+
+    let ro = dir.path().join("ro");
+    fs::create_dir(&ro).unwrap();
+    let Some(_r) = Tmpfs::mount(&ro, "size=64m,ro") else {
+        return;
+    };
+    let o = flash_dir(&bundle_a(), &ro);
+    assert!(!o.status.success());
+    let e = err(&o);
+    assert!(
+        e.contains("Read-only file system") && e.contains("remount it read-write"),
+        "{e}"
+    );
+}
