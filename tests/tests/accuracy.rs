@@ -11,15 +11,9 @@ use resq_host::images::labelled_dataset;
 
 fn options(model: &str, calib: &std::path::Path, method: Method) -> ConvertOptions {
     ConvertOptions {
-        model: resnet8(model),
         calib: Some(calib.to_path_buf()),
-        mean: [0.0; 3],
-        std: [1.0; 3],
-        layout: Layout::Nchw,
-        bgr: false,
         method,
-        labels: None,
-        progress: false,
+        ..ConvertOptions::new(resnet8(model))
     }
 }
 
@@ -138,7 +132,10 @@ fn the_method_and_its_parameter_are_recorded() {
         let bytes = AlignedBytes::new(&c.bytes);
         let m = resq_format::Model::parse(bytes.as_bytes()).unwrap();
         let p = m.meta.provenance;
-        assert_eq!((p.method, p.method_param, p.calib_images), (name, param, 10));
+        assert_eq!(
+            (p.method, p.method_param, p.calib_images),
+            (name, param, 10)
+        );
         assert_ne!(p.calib_digest, [0; 32]);
     }
 }

@@ -3,8 +3,7 @@
 use prost::Message;
 use resq_e2e::{ic01_subset, resnet8};
 use resq_engine::AlignedBytes;
-use resq_format::{FormatError, Layout, Model};
-use resq_host::calibrate::Method;
+use resq_format::{FormatError, Model};
 use resq_host::convert::{convert, ConvertOptions};
 use tract_onnx::pb::tensor_proto::DataType;
 use tract_onnx::pb::tensor_shape_proto::{dimension, Dimension};
@@ -75,15 +74,9 @@ fn convert_onnx(onnx: &[u8]) -> anyhow::Result<Vec<u8>> {
     std::fs::write(&path, onnx).unwrap();
     let photos = resq_e2e::models().join("photos");
     let opts = ConvertOptions {
-        model: path,
         calib: Some(photos),
-        mean: [0.0; 3],
         std: [255.0; 3],
-        layout: Layout::Nchw,
-        bgr: false,
-        method: Method::MinMax,
-        labels: None,
-        progress: false,
+        ..ConvertOptions::new(path)
     };
     convert(&opts).map(|c| c.bytes)
 }
@@ -110,22 +103,18 @@ fn the_same_graph_with_a_supported_op_converts() {
 fn resnet8_file() -> Vec<u8> {
     let calib = ic01_subset(8);
     let opts = ConvertOptions {
-        model: resnet8("model_float.onnx"),
         calib: Some(calib.path().to_path_buf()),
-        mean: [0.0; 3],
-        std: [1.0; 3],
-        layout: Layout::Nchw,
-        bgr: false,
-        method: Method::MinMax,
         labels: Some(resq_e2e::models().join("resnet8/labels.txt")),
-        progress: false,
+        ..ConvertOptions::new(resnet8("model_float.onnx"))
     };
     convert(&opts).unwrap().bytes
 }
 
 fn parse(bytes: &[u8]) -> Result<(), Box<FormatError>> {
     let aligned = AlignedBytes::new(bytes);
-    Model::parse(aligned.as_bytes()).map(|_| ()).map_err(Box::new)
+    Model::parse(aligned.as_bytes())
+        .map(|_| ())
+        .map_err(Box::new)
 }
 
 #[test]

@@ -6,8 +6,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use resq_e2e::{ic01, ic01_subset, photo_folder, resnet8};
-use resq_format::Layout;
-use resq_host::calibrate::Method;
 use resq_host::convert::{convert, ConvertOptions};
 use resq_host::report::{build_report, Report, ReportOptions};
 use resq_host::synth::{synth_cifar_resnet, synth_resnet, Arch, CifarSpec, Shortcut, SynthSpec};
@@ -17,15 +15,8 @@ use serde_json::Value;
 fn resnet8_file(dir: &Path) -> PathBuf {
     let calib = ic01_subset(20);
     let c = convert(&ConvertOptions {
-        model: resnet8("model_float.onnx"),
         calib: Some(calib.path().to_path_buf()),
-        mean: [0.0; 3],
-        std: [1.0; 3],
-        layout: Layout::Nchw,
-        bgr: false,
-        method: Method::MinMax,
-        labels: None,
-        progress: false,
+        ..ConvertOptions::new(resnet8("model_float.onnx"))
     })
     .expect("convert ResNet-8");
     let path = dir.join("resnet8.resq");
@@ -339,15 +330,10 @@ fn resnet50_report_lists_all_56_layers() {
     let photos = photo_folder();
     let plain = photos.path().join("0");
     let c = convert(&ConvertOptions {
-        model: onnx.clone(),
         calib: Some(plain.clone()),
         mean: [123.7, 116.3, 103.5],
         std: [58.4, 57.1, 57.4],
-        layout: Layout::Nchw,
-        bgr: false,
-        method: Method::MinMax,
-        labels: None,
-        progress: false,
+        ..ConvertOptions::new(onnx.clone())
     })
     .expect("convert ResNet-50");
     let file = dir.path().join("resnet50.resq");

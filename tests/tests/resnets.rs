@@ -4,7 +4,6 @@
 use resq_e2e::{ic01_subset, photo_folder};
 use resq_engine::{AlignedBytes, Engine};
 use resq_format::Layout;
-use resq_host::calibrate::Method;
 use resq_host::convert::{convert, ConvertOptions};
 use resq_host::eval::{evaluate, EvalReport, Reference};
 use resq_host::images::labelled_dataset;
@@ -26,15 +25,10 @@ fn convert_and_compare(
         ([0.0; 3], [255.0; 3])
     };
     let opts = ConvertOptions {
-        model: path.clone(),
         calib: Some(calib.to_path_buf()),
         mean,
         std,
-        layout: Layout::Nchw,
-        bgr: false,
-        method: Method::MinMax,
-        labels: None,
-        progress: false,
+        ..ConvertOptions::new(path.clone())
     };
     let c = convert(&opts).expect("convert");
     let bytes = AlignedBytes::new(&c.bytes);

@@ -39,9 +39,11 @@ pub(crate) struct ConvExec {
 const PARALLEL_MACS: usize = 1 << 20;
 /// Below this many prepared bytes the preparation runs on the calling thread alone.
 const PARALLEL_BYTES: usize = 1 << 16;
-/// Packed weights above this size (about half an L2) are streamed once per piece of rows, so
-/// such layers get one piece per thread rather than several.
-const HEAVY_WEIGHTS: usize = 1 << 19;
+/// Guided-scheduling share (see [`Par::split`]): each piece is `1 / (threads · SHARE)` of the
+/// work left. 2 gives about `2 · threads · ln(tiles)` pieces: few enough that each piece's pass
+/// over the packed weights (from L2, or L3 for the largest layers) stays cheap, and small
+/// enough at the end that the threads finish together.
+const SHARE: usize = 2;
 
 impl ConvExec {
     pub(crate) fn plan(model: &Model, c: &Conv, kernels: &Kernels) -> ConvExec {
@@ -143,7 +145,6 @@ impl ConvExec {
         out: &mut [i8],
     ) {
         let parallel = self.macs >= PARALLEL_MACS;
-        let pieces = if weights.len() > HEAVY_WEIGHTS { 1 } else { 4 };
         match &self.kind {
             Kind::Gemm(plan) => {
                 let a: &[u8] = if plan.prep.is_identity() {
@@ -164,12 +165,12 @@ impl ConvExec {
                             plan.panel_channels(p).0
                         }
                     };
-                    par.split(out, panels, 1, parallel, 4, &start, &|ps, chunk| {
+                    par.split(out, panels, 1, parallel, SHARE, &start, &|ps, chunk| {
                         plan.run(gemm, a, weights, ep, chunk, start(ps.start), 0..1, ps)
                     });
                 } else {
                     let (n, mr) = (plan.rows(), gemm.mr);
-                    par.split(out, n, mr, parallel, pieces, &|m| m * oc, &|rows, chunk| {
+                    par.split(out, n, mr, parallel, SHARE, &|m| m * oc, &|rows, chunk| {
                         let base = rows.start * oc;
                         plan.run(gemm, a, weights, ep, chunk, base, rows, 0..plan.panels())
                     });
@@ -184,7 +185,7 @@ impl ConvExec {
                     plan.rows(),
                     1,
                     parallel,
-                    4,
+                    SHARE,
                     &|m| m * oc,
                     &|rows, chunk| {
                         let base = rows.start * oc;
@@ -211,7 +212,7 @@ fn prepare(
         rows,
         1,
         parallel,
-        4,
+        SHARE,
         &|r| r * rb,
         &|r, chunk| prep.run(x, zero_point, r, chunk),
     );
@@ -248,14 +249,15 @@ impl<'p> Par<'p> {
         f: &(dyn Fn(Range<usize>, &mut [T]) + Sync),
     ) {
         let parallel = out.len() >= PARALLEL_BYTES;
-        self.split(out, n, align, parallel, 4, &|u| u * unit, f)
+        self.split(out, n, align, parallel, SHARE, &|u| u * unit, f)
     }
 
     /// Calls `f(units, piece)` for contiguous pieces of units `0..n` covering `out`, where
-    /// unit `u` starts at element `start(u)` (`start(n) == out.len()`). There are about
-    /// `per_thread` pieces per thread, of nearly equal size (multiples of `align` units when
-    /// pieces are large, so only the last tile of a piece can be partial); threads take the
-    /// next piece as they finish one, so a thread slowed by another process does less.
+    /// unit `u` starts at element `start(u)` (`start(n) == out.len()`). Threads take pieces
+    /// as they go (guided scheduling): each piece is `1 / (threads · share)` of what is left,
+    /// in multiples of `align` units (so only a piece's last tile can be partial), which
+    /// gives big pieces first and small ones at the end: the threads finish together, and a
+    /// thread slowed by another process simply takes fewer pieces.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn split<T: Send>(
         &self,
@@ -263,43 +265,36 @@ impl<'p> Par<'p> {
         n: usize,
         align: usize,
         parallel: bool,
-        per_thread: usize,
+        share: usize,
         start: &(dyn Fn(usize) -> usize + Sync),
         f: &(dyn Fn(Range<usize>, &mut [T]) + Sync),
     ) {
         #[cfg(any(unix, windows))]
-        if let Some(pool) = self.pool.filter(|_| parallel && n > 1) {
-            let pieces = (pool.threads() * per_thread).min(n);
-            let bound = |i: usize| {
-                let b = n * i / pieces;
-                if n >= pieces * 4 * align && i < pieces {
-                    b / align * align
-                } else {
-                    b
-                }
-            };
+        if let Some(pool) = self.pool.filter(|_| parallel && n > align) {
+            let parts = pool.threads() * share.max(1);
+            let align = align.max(1);
             let rest = std::sync::Mutex::new((out, 0usize));
             pool.run(&|_| loop {
                 let (units, piece) = {
                     let mut guard = rest.lock().unwrap_or_else(|e| e.into_inner());
                     let (slice, next) = &mut *guard;
-                    if *next >= pieces {
+                    let left = n - *next;
+                    if left == 0 {
                         break;
                     }
-                    let units = bound(*next)..bound(*next + 1);
-                    *next += 1;
+                    let size = (left.div_ceil(parts).div_ceil(align) * align).min(left);
+                    let units = *next..*next + size;
+                    *next += size;
                     let len = start(units.end) - start(units.start);
                     let (piece, tail) = core::mem::take(slice).split_at_mut(len);
                     *slice = tail;
                     (units, piece)
                 };
-                if !units.is_empty() {
-                    f(units, piece);
-                }
+                f(units, piece);
             });
             return;
         }
-        let _ = (align, parallel, per_thread, start);
+        let _ = (align, parallel, share, start);
         f(0..n, out);
     }
 }

@@ -28,6 +28,7 @@ mod plan;
 #[cfg(any(unix, windows))]
 mod pool;
 
+use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::ops::Range;
@@ -35,6 +36,10 @@ use core::ops::Range;
 use exec::{ConvExec, Weights};
 pub use plan::{plan_arena, ArenaPlan};
 use resq_format::{ChannelOrder, FormatError, Model, Op, HEADER_LEN};
+pub use resq_kernels::mixed::Values;
+use resq_kernels::mixed::{
+    self, MixedBias, MixedEpilogue, MixedOperand, MixedResidual, MixedWeights, ValuesMut,
+};
 use resq_kernels::{reference, Epilogue, Geometry, Kernels, ResidualOperand};
 pub use resq_kernels::{Isa, IsaError};
 
@@ -159,8 +164,15 @@ impl EngineOptions {
 /// One model, its arena, its packed weights and a scratch buffer: `run` reads the input region
 /// and writes the output region.
 pub struct Engine<'m> {
-    model: Model<'m>,
-    arena: Vec<i8>,
+    /// Boxed: the metadata's fixed-capacity lists make a `Model` tens of kB, too much to move
+    /// around on a board's stack.
+    model: Box<Model<'m>>,
+    /// Activation memory, held as i16 so int16 tensors (at 64-byte offsets) are aligned;
+    /// viewed as bytes everywhere else.
+    arena: Vec<i16>,
+    /// Per layer: whether it reads or writes an int16 tensor (then it runs on
+    /// `resq_kernels::mixed`).
+    mixed: Vec<bool>,
     regions: Vec<Range<usize>>,
     isa: Isa,
     kernels: Option<Kernels>,
@@ -202,8 +214,9 @@ impl<'m> Engine<'m> {
     ///
     /// Each layer whose packed weights are exactly as large as the file's (all ResNet layers
     /// but the stem and odd-sized classifiers) is rewritten in the buffer, the header's CRC is
-    /// re-sealed over the new bytes, and the buffer is parsed again. Afterwards `file` no
-    /// longer holds the original model: read the file again to load it a second time.
+    /// re-sealed over the new bytes, and the buffer is parsed again. The packing is the chosen
+    /// tier's: afterwards `file` no longer holds the original model (it still parses, but only
+    /// this engine can run it), so read the file again to load it a second time.
     pub fn from_bytes_in_place(
         file: &'m mut [u8],
         options: EngineOptions,
@@ -218,6 +231,9 @@ impl<'m> Engine<'m> {
                     let mut jobs = Vec::new();
                     let mut in_file = vec![false; model.meta.layers.len()];
                     for (i, layer) in model.meta.layers.iter().enumerate() {
+                        if is_mixed(&model, i, &layer.op) {
+                            continue;
+                        }
                         if let Op::Conv(c) = layer.op {
                             let exec = ConvExec::plan(&model, &c, &kernels);
                             if exec.packed_len() == Some(c.weights.len as usize) {
@@ -264,10 +280,16 @@ impl<'m> Engine<'m> {
         let plan = plan_arena(&model);
         let kernels = Kernels::new(isa);
         let layers = &model.meta.layers;
+        let mixed: Vec<bool> = layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| is_mixed(&model, i, &l.op))
+            .collect();
         let mut convs: Vec<Option<ConvExec>> = layers
             .iter()
-            .map(|l| match (l.op, &kernels) {
-                (Op::Conv(c), Some(k)) => Some(ConvExec::plan(&model, &c, k)),
+            .zip(&mixed)
+            .map(|(l, &mixed)| match (l.op, &kernels) {
+                (Op::Conv(c), Some(k)) if !mixed => Some(ConvExec::plan(&model, &c, k)),
                 _ => None,
             })
             .collect();
@@ -306,7 +328,8 @@ impl<'m> Engine<'m> {
             scratch_len = scratch_len.max(exec.scratch_len());
         }
         Engine {
-            arena: vec![0; plan.size],
+            arena: vec![0; plan.size.div_ceil(2)],
+            mixed,
             regions: plan.regions,
             isa,
             kernels,
@@ -316,7 +339,7 @@ impl<'m> Engine<'m> {
             scratch: vec![0; scratch_len],
             #[cfg(any(unix, windows))]
             pool: (threads > 1).then(|| pool::Pool::new(threads)),
-            model,
+            model: Box::new(model),
         }
     }
 
@@ -325,7 +348,7 @@ impl<'m> Engine<'m> {
         self.isa
     }
 
-    /// The kernel path, for reports: the tier and its convolution micro-kernel.
+    /// The convolution micro-kernel in use, for reports (`reference` on the reference tier).
     pub fn kernel_name(&self) -> &'static str {
         match &self.kernels {
             Some(k) => k.gemm().name,
@@ -338,6 +361,29 @@ impl<'m> Engine<'m> {
     #[cfg(any(unix, windows))]
     pub fn peak_macs_per_second(&self) -> Option<f64> {
         self.kernels.as_ref()?.peak_macs_per_second(4_000_000)
+    }
+
+    /// The same peak measured on all of the engine's threads at once, summed. About
+    /// `threads ×` the one-core figure when the threads have cores of their own; less when
+    /// they share cores (SMT siblings, or vCPUs the hypervisor placed on one core).
+    #[cfg(any(unix, windows))]
+    pub fn peak_macs_per_second_all_threads(&self) -> Option<f64> {
+        let kernels = self.kernels.as_ref()?;
+        let Some(pool) = &self.pool else {
+            return self.peak_macs_per_second();
+        };
+        let sums: Vec<core::sync::atomic::AtomicU64> = (0..pool.threads())
+            .map(|_| core::sync::atomic::AtomicU64::new(0))
+            .collect();
+        pool.run(&|i| {
+            let p = kernels.peak_macs_per_second(4_000_000).unwrap_or(0.0);
+            sums[i].store(p.to_bits(), core::sync::atomic::Ordering::Relaxed);
+        });
+        let total: f64 = sums
+            .iter()
+            .map(|v| f64::from_bits(v.load(core::sync::atomic::Ordering::Relaxed)))
+            .sum();
+        (total > 0.0).then_some(total)
     }
 
     /// Threads running each layer (1 without a pool).
@@ -362,13 +408,21 @@ impl<'m> Engine<'m> {
 
     /// Bytes of activation memory (the arena).
     pub fn arena_bytes(&self) -> usize {
-        self.arena.len()
+        2 * self.arena.len()
+    }
+
+    fn bytes(&self) -> &[i8] {
+        bytemuck::cast_slice(&self.arena)
+    }
+
+    fn bytes_mut(&mut self) -> &mut [i8] {
+        bytemuck::cast_slice_mut(&mut self.arena)
     }
 
     /// The input tensor, NHWC int8, to be filled before [`Engine::run`].
     pub fn input_mut(&mut self) -> &mut [i8] {
         let r = self.regions[self.model.meta.input.tensor as usize].clone();
-        &mut self.arena[r]
+        &mut self.bytes_mut()[r]
     }
 
     /// Fills the input from 8-bit pixels, `[h][w][c]` in the model's channel order, through
@@ -404,12 +458,17 @@ impl<'m> Engine<'m> {
 
     /// The output tensor (int8 logits) after [`Engine::run`].
     pub fn output(&self) -> &[i8] {
-        &self.arena[self.regions[self.model.meta.output.tensor as usize].clone()]
+        &self.bytes()[self.regions[self.model.meta.output.tensor as usize].clone()]
     }
 
-    /// Any tensor's current contents (valid only while that tensor is live; for debugging and reports).
-    pub fn tensor(&self, index: u16) -> &[i8] {
-        &self.arena[self.regions[index as usize].clone()]
+    /// Any tensor's current values, int8 or int16 (valid only while that tensor is live; for
+    /// debugging and reports).
+    pub fn tensor(&self, index: u16) -> Values<'_> {
+        values(
+            &self.model,
+            index,
+            &self.bytes()[self.regions[index as usize].clone()],
+        )
     }
 
     /// Dequantized outputs: logits, or probabilities when the source model ends in a softmax.
@@ -455,13 +514,26 @@ impl<'m> Engine<'m> {
         let [in0, in1] = op
             .inputs()
             .map(|t| t.map(|t| self.regions[t as usize].clone()));
-        let (output, inputs) = split_arena(&mut self.arena, out_range, [in0, in1]);
-        let [x, r] = inputs;
-        let x = x.unwrap_or(&[]);
+        let arena: &mut [i8] = bytemuck::cast_slice_mut(&mut self.arena);
+        let (output, inputs) = split_arena(arena, out_range, [in0, in1]);
         #[cfg(any(unix, windows))]
         let par = exec::Par::new(self.pool.as_ref());
         #[cfg(not(any(unix, windows)))]
         let par = exec::Par::new();
+        let [x, r] = inputs;
+        if self.mixed[i] {
+            run_mixed(
+                &par,
+                model,
+                i,
+                &op,
+                x.unwrap_or(&[]),
+                r.unwrap_or(&[]),
+                output,
+            );
+            return;
+        }
+        let x = x.unwrap_or(&[]);
         match op {
             Op::Conv(c) => {
                 let xt = model.tensor(c.input);
@@ -616,6 +688,178 @@ impl<'m> Engine<'m> {
                     output,
                 );
             }
+        }
+    }
+}
+
+/// Whether layer `i` (`op`) reads or writes an int16 tensor or has int16 weights.
+fn is_mixed(model: &Model, i: usize, op: &Op) -> bool {
+    model.has_int16_weights(i)
+        || model.is_int16(op.output())
+        || op.inputs().into_iter().flatten().any(|t| model.is_int16(t))
+}
+
+/// Tensor `index`'s bytes as its element type. Int16 regions start at 64-byte arena offsets
+/// of an i16-backed arena and hold 2 bytes per value, so the cast cannot fail.
+fn values<'a>(model: &Model, index: u16, bytes: &'a [i8]) -> Values<'a> {
+    if model.is_int16(index) {
+        Values::I16(bytemuck::try_cast_slice(bytes).unwrap_or(&[]))
+    } else {
+        Values::I8(bytes)
+    }
+}
+
+fn values_mut<'a>(model: &Model, index: u16, bytes: &'a mut [i8]) -> ValuesMut<'a> {
+    if model.is_int16(index) {
+        ValuesMut::I16(bytemuck::try_cast_slice_mut(bytes).unwrap_or(&mut []))
+    } else {
+        ValuesMut::I8(bytes)
+    }
+}
+
+/// Zero point of a tensor as the mixed kernels take it (int16 tensors have 0).
+fn zp(model: &Model, t: u16) -> i32 {
+    model.tensor(t).zero_point as i32
+}
+
+/// The clamp of the layer writing `output`: the int16 block's, or its own int8 clamp.
+fn clamp_of(model: &Model, output: u16, clamp: [i8; 2]) -> [i32; 2] {
+    match model.int16_clamp(output) {
+        Some(c) => c.map(i32::from),
+        None => clamp.map(i32::from),
+    }
+}
+
+/// A layer touching an int16 tensor or with int16 weights, on the mixed-precision kernels.
+fn run_mixed(
+    par: &exec::Par<'_>,
+    model: &Model,
+    layer: usize,
+    op: &Op,
+    x: &[i8],
+    r: &[i8],
+    out: &mut [i8],
+) {
+    let output = values_mut(model, op.output(), out);
+    match *op {
+        Op::Conv(c) => {
+            let (xt, yt) = (model.tensor(c.input), model.tensor(c.output));
+            let wide = model.has_int16_weights(layer);
+            let ep = MixedEpilogue {
+                bias: if wide {
+                    MixedBias::I64(model.i64s(c.bias))
+                } else {
+                    MixedBias::I32(model.i32s(c.bias))
+                },
+                mults: model.i32s(c.requant.mults),
+                shift: c.requant.shift,
+                zero_point: zp(model, c.output),
+                clamp: clamp_of(model, c.output, c.clamp),
+                residual: c.residual.map(|res| MixedResidual {
+                    values: values(model, res.tensor, r),
+                    zero_point: zp(model, res.tensor),
+                    mult: res.mult,
+                }),
+            };
+            let geo = geometry(xt.shape, yt.shape, c.kernel, c.stride, c.pad);
+            let input = values(model, c.input, x);
+            let input_zp = zp(model, c.input);
+            let weights = if wide {
+                MixedWeights::I16(model.i16s(c.weights))
+            } else {
+                MixedWeights::I8(model.i8s(c.weights))
+            };
+            let groups = c.groups as usize;
+            // These layers run on plain loops: split their output rows across the threads
+            // whatever their size.
+            let [oh, ow, oc] = geo.output;
+            let run = |rows: Range<usize>, out: ValuesMut| {
+                mixed::conv2d_rows(&geo, groups, input, input_zp, weights, &ep, rows, out)
+            };
+            let unit = ow * oc;
+            match output {
+                ValuesMut::I8(o) => par.split(o, oh, 1, true, 2, &|u| u * unit, &|rows, o| {
+                    run(rows, ValuesMut::I8(o))
+                }),
+                ValuesMut::I16(o) => par.split(o, oh, 1, true, 2, &|u| u * unit, &|rows, o| {
+                    run(rows, ValuesMut::I16(o))
+                }),
+            }
+        }
+        Op::MaxPool(p) => {
+            let geo = geometry(
+                model.tensor(p.input).shape,
+                model.tensor(p.output).shape,
+                p.kernel,
+                p.stride,
+                p.pad,
+            );
+            mixed::max_pool(&geo, values(model, p.input, x), output);
+        }
+        Op::AvgPool(a) => {
+            let p = a.window;
+            let (xt, yt) = (model.tensor(p.input), model.tensor(p.output));
+            let geo = geometry(xt.shape, yt.shape, p.kernel, p.stride, p.pad);
+            mixed::avg_pool(
+                &geo,
+                a.count_include_pad,
+                values(model, p.input, x),
+                zp(model, p.input),
+                model.i32s(a.mults),
+                a.shift,
+                zp(model, p.output),
+                output,
+            );
+        }
+        Op::Add(a) => {
+            fn operand<'v>(model: &Model, t: u16, v: &'v [i8], mult: i32) -> MixedOperand<'v> {
+                MixedOperand {
+                    values: values(model, t, v),
+                    zero_point: zp(model, t),
+                    mult,
+                }
+            }
+            mixed::add(
+                operand(model, a.a, x, a.mult_a),
+                operand(model, a.b, r, a.mult_b),
+                a.shift,
+                zp(model, a.output),
+                clamp_of(model, a.output, a.clamp),
+                output,
+            );
+        }
+        // Copies: an int16 tensor is an int8 one with twice the channels and zero point 0
+        // (the format makes input and output the same type), so the byte kernels serve.
+        Op::Pad(p) => {
+            let xt = model.tensor(p.input);
+            let w = if model.is_int16(p.input) { 2 } else { 1 };
+            let [h, wd, c] = hwc(xt.shape);
+            let mut pads = p.pads.map(|v| v as usize);
+            pads[4] *= w;
+            pads[5] *= w;
+            let out = match output {
+                ValuesMut::I8(o) => o,
+                ValuesMut::I16(o) => bytemuck::cast_slice_mut(o),
+            };
+            reference::pad([h, wd, c * w], pads, xt.zero_point, x, out);
+        }
+        Op::Subsample(s) => {
+            let (xt, yt) = (model.tensor(s.input), model.tensor(s.output));
+            let w = if model.is_int16(s.input) { 2 } else { 1 };
+            let [h, wd, c] = hwc(xt.shape);
+            let [oh, ow, _] = hwc(yt.shape);
+            let out = match output {
+                ValuesMut::I8(o) => o,
+                ValuesMut::I16(o) => bytemuck::cast_slice_mut(o),
+            };
+            reference::subsample(
+                [h, wd, c * w],
+                [oh, ow],
+                s.start.map(usize::from),
+                s.step.map(usize::from),
+                x,
+                out,
+            );
         }
     }
 }

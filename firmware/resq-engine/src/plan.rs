@@ -15,7 +15,7 @@ pub struct ArenaPlan {
     pub regions: Vec<Range<usize>>,
 }
 
-/// Offsets are aligned so SIMD kernels may use aligned loads.
+/// Offsets are aligned so SIMD kernels may use aligned loads (and int16 tensors are 2-aligned).
 const ALIGN: usize = 64;
 
 /// Greedy first-fit by lifetime: a tensor lives from the step that writes it (the input from
@@ -44,13 +44,13 @@ pub fn plan_arena(model: &Model) -> ArenaPlan {
     touch(&mut life, meta.output.tensor, steps);
 
     let mut order: Vec<usize> = (0..n).filter(|&t| life[t].is_some()).collect();
-    order.sort_by_key(|&t| (core::cmp::Reverse(meta.tensors[t].elems()), t));
+    order.sort_by_key(|&t| (core::cmp::Reverse(model.tensor_bytes(t as u16)), t));
     let mut regions = vec![0..0; n];
     let mut placed: Vec<usize> = Vec::with_capacity(n);
     let mut size = 0;
     for t in order {
         let (a0, a1) = life[t].unwrap_or((0, 0));
-        let len = meta.tensors[t].elems();
+        let len = model.tensor_bytes(t as u16);
         // Ranges of already placed tensors alive at the same time, by offset.
         let mut busy: Vec<Range<usize>> = placed
             .iter()

@@ -257,6 +257,9 @@ mod tests {
 #[cfg(test)]
 mod overhead {
     use super::*;
+
+    /// The cost of one `run` with trivial work on two threads (`cargo test --release -p
+    /// resq-engine --lib -- --ignored --nocapture`): about 0.4 µs on an idle Zen 4.
     #[test]
     #[ignore]
     fn dispatch_cost() {

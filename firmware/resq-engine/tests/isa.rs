@@ -14,8 +14,7 @@ use std::sync::OnceLock;
 use common::{aligned, build_dag, random_dag, Rng};
 use proptest::prelude::*;
 use resq_engine::{AlignedBytes, Engine, EngineError, EngineOptions, Isa, IsaError};
-use resq_format::{Layout, Model};
-use resq_host::calibrate::Method;
+use resq_format::Model;
 use resq_host::convert::{convert, ConvertOptions};
 use resq_host::synth::{synth_cifar_resnet, synth_resnet, Arch, CifarSpec, Shortcut, SynthSpec};
 
@@ -123,15 +122,10 @@ fn convert_path(path: &Path, imagenet: bool) -> Vec<u8> {
         ([0.0; 3], [255.0; 3])
     };
     let options = ConvertOptions {
-        model: path.to_path_buf(),
         calib: Some(assets().join("photos")),
         mean,
         std,
-        layout: Layout::Nchw,
-        bgr: false,
-        method: Method::MinMax,
-        labels: None,
-        progress: false,
+        ..ConvertOptions::new(path.to_path_buf())
     };
     convert(&options).expect("convert").bytes
 }

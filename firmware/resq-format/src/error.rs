@@ -60,8 +60,9 @@ pub enum FormatError {
     BadMetadata(&'static str),
     /// The buffer holding the file is not aligned for in-place i32 access.
     #[error(
-        "the model buffer is not 4-byte aligned, so its i32 data cannot be borrowed in place; \
-         load the file into aligned memory (resq-engine's `AlignedBytes`)"
+        "the model buffer is not 4-byte aligned (8-byte with int16 weights), so its i32 / i64 \
+         data cannot be borrowed in place; load the file into aligned memory (resq-engine's \
+         `AlignedBytes`)"
     )]
     Misaligned,
     /// This machine is big-endian; the file's raw section is little-endian.
@@ -118,6 +119,18 @@ pub enum FormatError {
         value: i64,
         /// The allowed range, in words.
         limit: &'static str,
+    },
+    /// The int16 block (format version 2) names a tensor that cannot be int16.
+    #[error(
+        "int16 tensor {tensor} (`{name}`): {why}; re-convert without keeping this layer at int16"
+    )]
+    BadInt16 {
+        /// Tensor index.
+        tensor: u16,
+        /// Tensor name (empty when the index is out of range).
+        name: heapless::String<64>,
+        /// What is wrong.
+        why: &'static str,
     },
     /// A reference into the data section is out of bounds or misaligned.
     #[error("layer {layer} (`{name}`): `{field}` data range {offset}+{len} is outside the {data_len}-byte data section or misaligned")]

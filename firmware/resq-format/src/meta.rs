@@ -107,6 +107,29 @@ impl TensorDesc<'_> {
     }
 }
 
+/// Format version 2: the activation tensors kept at int16 (`resq convert --keep-int16` /
+/// `--auto-fallback`). Encoded with postcard right after [`Metadata`], inside `meta_len`;
+/// version 1 files have no such block (every tensor int8).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Precision {
+    /// The int16 tensors, in any order, each at most once.
+    pub int16: heapless::Vec<Int16Tensor, { crate::MAX_TENSORS }>,
+    /// Convolution layers (by index) whose weights are int16 (symmetric per channel, −32767..
+    /// =32767, 2 bytes each) and whose biases are i64 (8 bytes each, 16-aligned).
+    pub int16_weights: heapless::Vec<u16, { crate::MAX_LAYERS }>,
+}
+
+/// An activation tensor stored as int16: symmetric (its [`TensorDesc::zero_point`] is 0),
+/// `real = scale · q`, `q` in −32768..=32767.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Int16Tensor {
+    /// Tensor index.
+    pub tensor: u16,
+    /// Clamp `[min, max]` of the layer that writes it (replaces that layer's int8 `clamp`,
+    /// which must be the full `[−128, 127]`).
+    pub clamp: [i16; 2],
+}
+
 /// Provenance: enough to tell which model, which calibration and which tool made a file.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Provenance<'a> {

@@ -13,6 +13,8 @@ pub struct Model<'a> {
     pub header: Header,
     /// The decoded and validated metadata.
     pub meta: Metadata<'a>,
+    /// Which tensors are int16 (empty in version 1 files).
+    pub precision: Precision,
     data: &'a [u8],
 }
 
@@ -210,6 +212,13 @@ impl<'a> Model<'a> {
         }
         let (meta, rest): (Metadata<'a>, &[u8]) = postcard::take_from_bytes(meta_bytes)
             .map_err(|e| FormatError::BadMetadata(postcard_why(e)))?;
+        // Version 2 appends the int16 block; version 1 files are all int8.
+        let (precision, rest) = if header.version >= 2 {
+            postcard::take_from_bytes::<Precision>(rest)
+                .map_err(|e| FormatError::BadMetadata(postcard_why(e)))?
+        } else {
+            (Precision::default(), rest)
+        };
         // `meta_len` is the exact postcard length (so a damaged `meta_len`, which the CRC does
         // not cover, is refused); bytes up to the aligned data section must be zero padding.
         if !rest.is_empty()
@@ -221,7 +230,12 @@ impl<'a> Model<'a> {
                 "unexpected bytes after the metadata",
             ));
         }
-        let model = Model { header, meta, data };
+        let model = Model {
+            header,
+            meta,
+            precision,
+            data,
+        };
         model.validate()?;
         Ok(model)
     }
@@ -234,6 +248,25 @@ impl<'a> Model<'a> {
     /// An int8 array from the data section.
     pub fn i8s(&self, r: DataRef) -> &'a [i8] {
         bytemuck::cast_slice(self.bytes(r))
+    }
+
+    /// An i16 array from the data section (int16 weights; validated as aligned at load).
+    pub fn i16s(&self, r: DataRef) -> &'a [i16] {
+        bytemuck::try_cast_slice(self.bytes(r)).unwrap_or(&[])
+    }
+
+    /// An i64 array from the data section (the biases of int16-weight layers; validated as
+    /// aligned at load).
+    pub fn i64s(&self, r: DataRef) -> &'a [i64] {
+        bytemuck::try_cast_slice(self.bytes(r)).unwrap_or(&[])
+    }
+
+    /// Whether convolution layer `layer` has int16 weights and i64 biases.
+    pub fn has_int16_weights(&self, layer: usize) -> bool {
+        self.precision
+            .int16_weights
+            .iter()
+            .any(|&l| l as usize == layer)
     }
 
     /// An i32 array from the data section (validated as aligned at load).
@@ -252,6 +285,25 @@ impl<'a> Model<'a> {
     /// Tensor descriptor by index (validated).
     pub fn tensor(&self, index: u16) -> &TensorDesc<'a> {
         &self.meta.tensors[index as usize]
+    }
+
+    /// Whether tensor `index` is stored as int16 (else int8).
+    pub fn is_int16(&self, index: u16) -> bool {
+        self.int16_clamp(index).is_some()
+    }
+
+    /// The writer's clamp of an int16 tensor, `None` for int8 tensors.
+    pub fn int16_clamp(&self, index: u16) -> Option<[i16; 2]> {
+        self.precision
+            .int16
+            .iter()
+            .find(|t| t.tensor == index)
+            .map(|t| t.clamp)
+    }
+
+    /// Bytes of tensor `index` (elements × 1 or 2).
+    pub fn tensor_bytes(&self, index: u16) -> usize {
+        self.tensor(index).elems() * if self.is_int16(index) { 2 } else { 1 }
     }
 
     /// The input tensor descriptor.
@@ -378,6 +430,8 @@ impl<'a> Model<'a> {
             });
         }
 
+        self.validate_int16()?;
+
         // Layers: every tensor written exactly once, read only after it is written.
         let mut written = [false; MAX_TENSORS];
         written[meta.input.tensor as usize] = true;
@@ -416,6 +470,106 @@ impl<'a> Model<'a> {
         Ok(())
     }
 
+    /// The int16 block: existing tensors, each once, symmetric, not the graph's input or
+    /// output (those stay int8: the LUT writes the input, firmware reads int8 logits), and a
+    /// clamp with min ≤ max.
+    fn validate_int16(&self) -> Result<(), FormatError> {
+        let meta = &self.meta;
+        let mut seen = [false; MAX_TENSORS];
+        for t in &self.precision.int16 {
+            let desc = meta.tensors.get(t.tensor as usize);
+            let bad = |why| FormatError::BadInt16 {
+                tensor: t.tensor,
+                name: short_name(desc.map_or("", |d| d.name)),
+                why,
+            };
+            let Some(desc) = desc else {
+                return Err(bad("no such tensor"));
+            };
+            if seen[t.tensor as usize] {
+                return Err(bad("listed twice"));
+            }
+            seen[t.tensor as usize] = true;
+            if t.tensor == meta.input.tensor {
+                return Err(bad(
+                    "the graph input is int8 (its lookup table writes int8)",
+                ));
+            }
+            if t.tensor == meta.output.tensor {
+                return Err(bad("the graph output is int8 logits"));
+            }
+            if desc.zero_point != 0 {
+                return Err(bad("int16 tensors are symmetric: the zero point must be 0"));
+            }
+            if t.clamp[0] > t.clamp[1] {
+                return Err(bad("clamp min is above max"));
+            }
+        }
+        let mut seen = [false; MAX_LAYERS];
+        for &l in &self.precision.int16_weights {
+            let layer = l as usize;
+            let bad = |why| FormatError::BadGraph {
+                layer,
+                name: short_name(meta.layers.get(layer).map_or("<int16 weights>", |l| l.name)),
+                why,
+            };
+            match meta.layers.get(layer) {
+                None => return Err(bad("int16 weights listed for a layer that does not exist")),
+                Some(Layer {
+                    op: Op::Conv(_), ..
+                }) => {}
+                Some(_) => {
+                    return Err(bad(
+                        "int16 weights listed for a layer that is not a convolution",
+                    ))
+                }
+            }
+            if seen[layer] {
+                return Err(bad("int16 weights listed twice for this layer"));
+            }
+            seen[layer] = true;
+        }
+        // i64 biases are borrowed in place.
+        if !self.precision.int16_weights.is_empty()
+            && !(self.data.as_ptr() as usize).is_multiple_of(8)
+        {
+            return Err(FormatError::Misaligned);
+        }
+        Ok(())
+    }
+
+    /// A layer writing an int16 tensor must leave its int8 clamp at the full range (the int16
+    /// block's clamp replaces it), so no file means two different things.
+    fn int16_writer_clamp(
+        &self,
+        cx: &Ctx<'_, 'a>,
+        output: u16,
+        clamp: [i8; 2],
+    ) -> Result<(), FormatError> {
+        if self.is_int16(output) {
+            cx.range(
+                "clamp",
+                clamp[0] as i64,
+                clamp == [i8::MIN, i8::MAX],
+                "[-128, 127] for a layer writing an int16 tensor (its clamp is in the int16 block)",
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Max pooling, padding and subsampling copy values: input and output share a type.
+    fn same_type(&self, cx: &Ctx<'_, 'a>, input: u16, output: u16) -> Result<(), FormatError> {
+        if self.is_int16(input) == self.is_int16(output) {
+            Ok(())
+        } else {
+            Err(FormatError::BadGraph {
+                layer: cx.layer,
+                name: cx.name(),
+                why: "copies values between an int8 and an int16 tensor; both must have the same type",
+            })
+        }
+    }
+
     fn validate_op(&self, cx: &Ctx<'_, 'a>, op: &Op) -> Result<(), FormatError> {
         match *op {
             Op::Conv(c) => {
@@ -440,23 +594,40 @@ impl<'a> Model<'a> {
                 )?;
                 let expected = cx.window_out(x, c.kernel, c.stride, c.pad, cout)?;
                 cx.shape("conv output", expected, dims(y.shape))?;
-                cx.data("weights", c.weights, 1, cout as u64 * dot)?;
-                cx.data("bias", c.bias, 4, cout as u64)?;
+                let wide = self.has_int16_weights(cx.layer);
+                let (w_size, b_size) = if wide { (2, 8) } else { (1, 4) };
+                cx.data("weights", c.weights, w_size, cout as u64 * dot)?;
+                cx.data("bias", c.bias, b_size, cout as u64)?;
                 cx.data("multipliers", c.requant.mults, 4, cout as u64)?;
                 cx.shift(c.requant.shift)?;
-                // Keep the i32 accumulator in range: |Σ x·w| ≤ 255·127·dot, plus the bias.
-                let budget = i32::MAX as i64 - 255 * 127 * dot as i64;
-                let worst = self
-                    .i32s(c.bias)
-                    .iter()
-                    .map(|b| (*b as i64).abs())
-                    .max()
-                    .unwrap_or(0);
+                // Keep the accumulator in range. int8: |Σ x·w| ≤ 255·127·dot in i32, plus the
+                // bias. Layers reading int16 accumulate in i64 (mixed kernels): any i32 bias
+                // fits; int16 weights: |Σ x·w| ≤ 2¹⁵·2¹⁵·2¹⁶ = 2⁴⁶ in i64, so |bias| ≤ 2⁶².
+                let budget = if wide {
+                    1i64 << 62
+                } else if self.is_int16(c.input) {
+                    i32::MAX as i64
+                } else {
+                    i32::MAX as i64 - 255 * 127 * dot as i64
+                };
+                let worst = if wide {
+                    self.i64s(c.bias)
+                        .iter()
+                        .map(|b| b.unsigned_abs().min(i64::MAX as u64) as i64)
+                        .max()
+                        .unwrap_or(0)
+                } else {
+                    self.i32s(c.bias)
+                        .iter()
+                        .map(|b| (*b as i64).abs())
+                        .max()
+                        .unwrap_or(0)
+                };
                 cx.range(
                     "bias",
                     worst,
                     worst <= budget,
-                    "small enough that the i32 accumulator cannot overflow",
+                    "small enough that the accumulator cannot overflow",
                 )?;
                 for m in self.i32s(c.requant.mults) {
                     cx.range("multiplier", *m as i64, *m >= 0, "≥ 0")?;
@@ -467,6 +638,7 @@ impl<'a> Model<'a> {
                     c.clamp[0] <= c.clamp[1],
                     "min ≤ max",
                 )?;
+                self.int16_writer_clamp(cx, c.output, c.clamp)?;
                 if let Some(r) = c.residual {
                     cx.range("residual multiplier", r.mult as i64, r.mult >= 0, "≥ 0")?;
                     let rt = cx.tensor("residual", r.tensor)?;
@@ -488,6 +660,7 @@ impl<'a> Model<'a> {
                     x,
                     y,
                 )?;
+                self.same_type(cx, p.input, p.output)?;
             }
             Op::AvgPool(a) => {
                 let p = a.window;
@@ -525,6 +698,7 @@ impl<'a> Model<'a> {
                     a.clamp[0] <= a.clamp[1],
                     "min ≤ max",
                 )?;
+                self.int16_writer_clamp(cx, a.output, a.clamp)?;
             }
             Op::Pad(p) => {
                 let x = cx.tensor("input", p.input)?;
@@ -537,6 +711,7 @@ impl<'a> Model<'a> {
                     dims(y.shape),
                 )?;
                 cx.same_quant("padding must keep its input's scale and zero point", x, y)?;
+                self.same_type(cx, p.input, p.output)?;
             }
             Op::Subsample(s) => {
                 let x = cx.tensor("input", s.input)?;
@@ -559,6 +734,7 @@ impl<'a> Model<'a> {
                     x,
                     y,
                 )?;
+                self.same_type(cx, s.input, s.output)?;
             }
         }
         Ok(())

@@ -3,7 +3,7 @@
 use alloc::vec::Vec;
 
 use crate::header::{body_crc, Header, FORMAT_VERSION, HEADER_LEN};
-use crate::meta::{DataRef, Metadata};
+use crate::meta::{DataRef, Metadata, Precision};
 use crate::DATA_ALIGN;
 
 /// Accumulates the raw data section: each array is appended at an offset aligned for its
@@ -49,6 +49,26 @@ impl DataSection {
         self.data_ref(start)
     }
 
+    /// Appends i16 values, little-endian, 16-byte aligned.
+    pub fn push_i16(&mut self, values: &[i16]) -> DataRef {
+        self.align(16);
+        let start = self.bytes.len();
+        for v in values {
+            self.bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        self.data_ref(start)
+    }
+
+    /// Appends i64 values, little-endian, 16-byte aligned.
+    pub fn push_i64(&mut self, values: &[i64]) -> DataRef {
+        self.align(16);
+        let start = self.bytes.len();
+        for v in values {
+            self.bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        self.data_ref(start)
+    }
+
     /// Bytes so far.
     pub fn len(&self) -> usize {
         self.bytes.len()
@@ -60,9 +80,15 @@ impl DataSection {
     }
 }
 
-/// Serialises metadata and data into a complete file image.
-pub fn write_file(meta: &Metadata<'_>, data: &DataSection) -> Result<Vec<u8>, postcard::Error> {
-    let meta_bytes = postcard::to_allocvec(meta)?;
+/// Serialises metadata, the int16 block and data into a complete file image
+/// (format version [`FORMAT_VERSION`]).
+pub fn write_file(
+    meta: &Metadata<'_>,
+    precision: &Precision,
+    data: &DataSection,
+) -> Result<Vec<u8>, postcard::Error> {
+    let mut meta_bytes = postcard::to_allocvec(meta)?;
+    meta_bytes.extend_from_slice(&postcard::to_allocvec(precision)?);
     let meta_len = meta_bytes.len();
     let data_offset = (HEADER_LEN + meta_len).div_ceil(DATA_ALIGN) * DATA_ALIGN;
     let file_len = data_offset + data.bytes.len();

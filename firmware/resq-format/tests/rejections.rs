@@ -326,7 +326,8 @@ fn rejects_misaligned_buffer() {
 // ---------------------------------------------------------------------------------------------
 
 /// The tiny model with its layer list replaced by `layers` (any length: postcard encodes a
-/// struct exactly as the tuple of its fields, and a `heapless::Vec` exactly as a `Vec`).
+/// struct exactly as the tuple of its fields, and a `heapless::Vec` exactly as a `Vec`),
+/// followed by the version 2 int16 block (empty).
 fn with_layers(layers: &[Layer<'static>]) -> Vec<u8> {
     let (m, _) = tiny_parts();
     let meta_bytes = postcard::to_allocvec(&(
@@ -338,6 +339,7 @@ fn with_layers(layers: &[Layer<'static>]) -> Vec<u8> {
         m.labels,
         m.provenance,
         m.self_test,
+        Precision::default(),
     ))
     .unwrap();
     assemble(&meta_bytes, data_section(&tiny_model()))

@@ -10,7 +10,7 @@ use resq_format::*;
 #[test]
 fn round_trip_preserves_metadata_and_data() {
     let (meta, data) = tiny_parts();
-    let file = write_file(&meta, &data).unwrap();
+    let file = write_file(&meta, &Default::default(), &data).unwrap();
     let words = aligned(&file);
     let model = Model::parse(view(&words, file.len())).expect("tiny model is valid");
 
@@ -85,7 +85,9 @@ fn empty_labels_are_allowed() {
 fn file_layout_follows_the_spec() {
     let (meta, _) = tiny_parts();
     let file = tiny_model();
-    let meta_bytes = postcard::to_allocvec(&meta).unwrap();
+    let mut meta_bytes = postcard::to_allocvec(&meta).unwrap();
+    // Version 2: the (empty) int16 block follows the metadata.
+    meta_bytes.extend(postcard::to_allocvec(&Precision::default()).unwrap());
     // The independent assembler in `common` lays the file out from SPEC.md alone.
     assert_eq!(file, assemble(&meta_bytes, data_section(&file)));
     assert_eq!(get_u64(&file, field::META_LEN), meta_bytes.len() as u64);
@@ -98,7 +100,7 @@ fn file_layout_follows_the_spec() {
 #[test]
 fn patch_data_keeps_the_file_valid() {
     let (meta, data) = tiny_parts();
-    let mut file = write_file(&meta, &data).unwrap();
+    let mut file = write_file(&meta, &Default::default(), &data).unwrap();
     let new_expected = [1i8, 2, 3, 4, 5].map(|v| v as u8);
     patch_data(&mut file, meta.self_test.expected, &new_expected);
     let words = aligned(&file);
@@ -119,19 +121,19 @@ fn golden_header() {
     const EXPECTED: [u8; 64] = [
         // magic \x89RESQ\r\n\x1a
         0x89, 0x52, 0x45, 0x53, 0x51, 0x0d, 0x0a, 0x1a,
-        // version 1, header_len 64, flags 0
-        0x01, 0x00, 0x40, 0x00, 0x00, 0x00, 0x00, 0x00,
+        // version 2, header_len 64, flags 0
+        0x02, 0x00, 0x40, 0x00, 0x00, 0x00, 0x00, 0x00,
         // file_len 1673
         0x89, 0x06, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
         // meta_offset 64
         0x40, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-        // meta_len 376
-        0x78, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-        // data_offset 448 (64 + 376 rounded up to a multiple of 64)
+        // meta_len 378 (376 of metadata + 2 for the empty Precision block: two empty lists)
+        0x7a, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        // data_offset 448 (64 + 378 rounded up to a multiple of 64)
         0xc0, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
         // data_len 1225 (448 + 1225 = 1673)
         0xc9, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-        // crc32 0xc464214d, reserved 0
+        // crc32 0xc464214d (the block's two zero bytes were padding in version 1), reserved 0
         0x4d, 0x21, 0x64, 0xc4, 0x00, 0x00, 0x00, 0x00,
     ];
     assert_eq!(file[..HEADER_LEN], EXPECTED, "{:02x?}", &file[..HEADER_LEN]);

@@ -1,8 +1,8 @@
 //! int8 kernels for resq.
 //!
-//! [`reference`] holds the portable reference kernels: plain loops in pure integer arithmetic
-//! that define, bit for bit, what every faster kernel must compute. Activations are NHWC with
-//! batch 1; weights are `[cout][kh][kw][cin / groups]`.
+//! [`reference`](mod@reference) holds the portable reference kernels: plain loops in pure
+//! integer arithmetic that define, bit for bit, what every faster kernel must compute.
+//! Activations are NHWC with batch 1; weights are `[cout][kh][kw][cin / groups]`.
 //!
 //! The fast kernels reproduce them exactly, one family per operation, each checked against its
 //! reference by the property tests in `tests/isa.rs`:
@@ -30,6 +30,7 @@ mod arch;
 pub mod dwconv;
 pub mod gemm;
 mod isa;
+pub mod mixed;
 pub mod pool;
 pub mod reference;
 
@@ -44,8 +45,8 @@ pub struct Kernels {
 }
 
 impl Kernels {
-    /// The kernels of `isa`, or `None` for [`Isa::Reference`] (which runs [`reference`]
-    /// directly) and for tiers this CPU or build cannot run.
+    /// The kernels of `isa`, or `None` for [`Isa::Reference`] (which runs
+    /// [`reference`](mod@reference) directly) and for tiers this CPU or build cannot run.
     pub fn new(isa: Isa) -> Option<Kernels> {
         if !isa.supported() {
             return None;
@@ -73,6 +74,10 @@ impl Kernels {
             Isa::Avx512Vnni => Some(arch::x86_64::avx512vnni::peak_macs_per_second(iters)),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => Some(arch::x86_64::avx2::peak_macs_per_second(iters)),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon | Isa::Dotprod | Isa::I8mm => {
+                arch::aarch64::peak_macs_per_second(self.isa, iters)
+            }
             _ => None,
         }
     }

@@ -35,11 +35,15 @@ enum Command {
     /// Examples:
     ///   resq convert resnet18.onnx --calib photos/ --mean 123.7,116.3,103.5 --std 58.4,57.1,57.4 -o resnet18.resq
     ///   resq convert model_int8_qdq.onnx -o model.resq        (pre-quantized QDQ: keeps its scales)
+    ///   resq convert resnet18.onnx --calib photos/ --auto-fallback -o resnet18.resq
+    ///                                    (keeps the layers that lose most precision at int16)
+    #[command(verbatim_doc_comment)]
     Convert(ConvertArgs),
     /// Show a .resq file: header, layers, sizes, quantization, provenance.
     ///
     /// Example:
     ///   resq inspect resnet18.resq
+    #[command(verbatim_doc_comment)]
     Inspect {
         /// The model file.
         file: PathBuf,
@@ -49,11 +53,13 @@ enum Command {
     /// Examples:
     ///   resq eval model.resq --images val/                          (ImageFolder: val/<class>/<img>)
     ///   resq eval model.resq --images imgs/ --labels labels.csv --reference model.onnx --json
+    #[command(verbatim_doc_comment)]
     Eval(EvalArgs),
     /// Write a torchvision-layout ResNet with seeded random weights as ONNX (for tests and benchmarks).
     ///
     /// Example:
     ///   resq synth --arch resnet50 --size 224 --classes 1000 --seed 1 -o resnet50.onnx
+    #[command(verbatim_doc_comment)]
     Synth(SynthArgs),
     /// Per-layer quantization report against tract f32: one self-contained HTML page (SQNR,
     /// cosine, activation histograms with the int8 range, per-channel weight ranges, top-1).
@@ -61,12 +67,14 @@ enum Command {
     /// Examples:
     ///   resq report model.resq --images val/ --reference model.onnx -o report.html
     ///   resq report model.resq --images imgs/ --labels labels.csv --reference model.onnx --json
+    #[command(verbatim_doc_comment)]
     Report(ReportArgs),
     /// Time inference: warm-up, then median / min / max latency, kernel path and peak memory.
     ///
     /// Examples:
     ///   resq bench resnet50.resq --threads 2 --iters 50
     ///   resq bench resnet18.resq --isa reference --json
+    #[command(verbatim_doc_comment)]
     Bench(BenchArgs),
     /// Convert the shipped ResNet-8 and classify the shipped photos with the firmware engine.
     Demo {
@@ -84,12 +92,14 @@ enum Command {
     ///   resq flash --bundle release.tar --inventory boards.txt --jobs 8
     ///   resq flash --status --to ssh://pi@rpi4.local
     ///   resq flash --rollback --to ssh://pi@rpi4.local
+    #[command(verbatim_doc_comment)]
     Flash(deploy::FlashArgs),
     /// Write a release bundle (firmware, model, board profile, unit, manifest with SHA-256
     /// sums) to one file, for offline transport; `resq flash --bundle FILE` installs it.
     ///
     /// Example:
     ///   resq bundle --board rpi4 --model m.resq -o release.tar
+    #[command(verbatim_doc_comment)]
     Bundle(deploy::BundleArgs),
     /// Checks on a live board: benchmark or accuracy of the installed release.
     Device(deploy::DeviceArgs),
@@ -142,6 +152,20 @@ struct ConvertArgs {
     /// Class names, one per line.
     #[arg(long)]
     labels: Option<PathBuf>,
+    /// Keep these layers' outputs at int16 (symmetric, 256× finer than int8), comma-separated
+    /// layer names as `resq inspect` or `resq report` show them. resq's higher precision is
+    /// int16 activations: the firmware stays integer-only. (Alias: --keep-float.)
+    #[arg(long, alias = "keep-float", value_delimiter = ',')]
+    keep_int16: Vec<String>,
+    /// Measure every layer against tract f32 on 8 calibration images and, while some layer's
+    /// SQNR is below --min-sqnr, keep the int8 layer that loses the most precision itself at
+    /// int16, re-measuring after each (at most 8 layers). Prints which layers and what they
+    /// gained.
+    #[arg(long)]
+    auto_fallback: bool,
+    /// SQNR threshold in dB for --auto-fallback.
+    #[arg(long, default_value_t = 30.0, requires = "auto_fallback")]
+    min_sqnr: f64,
     /// Output file.
     #[arg(short, long)]
     output: PathBuf,
@@ -300,9 +324,28 @@ fn cmd_convert(a: ConvertArgs) -> Result<()> {
         },
         labels: a.labels,
         progress: true,
+        keep_int16: a.keep_int16,
+        auto_fallback: a.auto_fallback.then_some(a.min_sqnr),
     };
     let c = convert(&opts)?;
     write_atomic(&a.output, &c.bytes)?;
+    if a.auto_fallback {
+        if c.fallback.is_empty() {
+            println!(
+                "auto-fallback: every layer is at or above {} dB SQNR against tract f32; all int8",
+                a.min_sqnr
+            );
+        }
+        for s in &c.fallback {
+            println!(
+                "auto-fallback: kept `{}` at int16: its SQNR {:.1} dB -> {:.1} dB (lowest layer now {:.1} dB)",
+                s.layer, s.sqnr_before, s.sqnr_after, s.worst_after
+            );
+        }
+    }
+    if !c.int16_layers.is_empty() {
+        println!("int16 outputs: {}", c.int16_layers.join(", "));
+    }
     println!(
         "wrote {} ({} bytes, {} layers, {})",
         a.output.display(),
@@ -424,11 +467,19 @@ fn cmd_inspect(file: &Path) -> Result<()> {
             Op::Pad(p) => format!("pads {:?}", p.pads),
             Op::Subsample(s) => format!("start {:?} step {:?}", s.start, s.step),
         };
+        let clamp16 = m
+            .int16_clamp(l.op.output())
+            .map_or(String::new(), |c| format!(" int16 clamp {c:?}"));
         println!(
-            "   {idx:3} {:9} {:40} -> {:?} scale {:.5} zp {:4}  {detail}",
+            "   {idx:3} {:9} {:40} -> {:?} {} scale {:.5} zp {:4}  {detail}{clamp16}",
             l.op.kind(),
             l.name,
             &out.shape[1..],
+            if m.is_int16(l.op.output()) {
+                "int16"
+            } else {
+                "int8 "
+            },
             out.scale,
             out.zero_point
         );
@@ -565,9 +616,9 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
     let kernel = format!("{} ({})", engine.isa(), engine.kernel_name());
     let layers = if a.layers {
         let mut l = bench_layers(&mut engine, &input, ms.len())?;
-        l.peak = engine
-            .peak_macs_per_second()
-            .map(|p| p * engine.threads() as f64 / 1e9);
+        l.peak = engine.peak_macs_per_second().map(|p| p / 1e9);
+        l.peak_all = engine.peak_macs_per_second_all_threads().map(|p| p / 1e9);
+        l.threads = engine.threads();
         Some(l)
     } else {
         None
@@ -620,8 +671,11 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
 /// Median time of each layer over `iters` runs, and multiply-accumulates of the convolutions.
 struct LayerTimes {
     rows: Vec<(String, String, u64, f64)>,
-    /// Measured peak of the kernel tier's multiply-accumulate instruction, all threads, GMAC/s.
+    /// Measured peak of the kernel tier's multiply-accumulate instruction on one core, GMAC/s.
     peak: Option<f64>,
+    /// The same on all threads at once, summed.
+    peak_all: Option<f64>,
+    threads: usize,
 }
 
 fn bench_layers(engine: &mut Engine, input: &[i8], iters: usize) -> Result<LayerTimes> {
@@ -669,7 +723,12 @@ fn bench_layers(engine: &mut Engine, input: &[i8], iters: usize) -> Result<Layer
             )
         })
         .collect();
-    Ok(LayerTimes { rows, peak: None })
+    Ok(LayerTimes {
+        rows,
+        peak: None,
+        peak_all: None,
+        threads: 1,
+    })
 }
 
 impl LayerTimes {
@@ -700,10 +759,12 @@ impl LayerTimes {
             macs as f64 / ms / 1e6,
             100.0 * ms / total
         );
-        if let Some(peak) = self.peak {
+        if let (Some(peak), Some(all)) = (self.peak, self.peak_all) {
             println!(
-                "  peak of the kernels' multiply-accumulate instruction here: {peak:.1} GMAC/s; convolutions reach {:.0} %",
-                100.0 * macs as f64 / ms / 1e6 / peak
+                "  peak of the kernels' multiply-accumulate instruction here: {peak:.1} GMAC/s on one core, \
+                 {all:.1} GMAC/s on {} thread(s) at once; convolutions reach {:.0} % of the latter",
+                self.threads,
+                100.0 * macs as f64 / ms / 1e6 / all
             );
         }
     }
@@ -715,6 +776,7 @@ impl LayerTimes {
             "conv_ms": ms,
             "conv_gmac_per_s": macs as f64 / ms / 1e6,
             "peak_gmac_per_s": self.peak,
+            "peak_all_threads_gmac_per_s": self.peak_all,
             "per_layer": self.rows.iter().map(|(name, detail, macs, ms)| serde_json::json!({
                 "layer": name, "shape": detail, "macs": macs, "ms": ms,
             })).collect::<Vec<_>>(),

@@ -75,7 +75,7 @@ fn convert_inspect_eval_as_a_user_would() {
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
     for want in [
-        "format v1",
+        "format v2",
         "11 layers",
         "conv+add",
         "percentile 99.99 on 40 images",
@@ -249,4 +249,54 @@ fn synth_writes_an_onnx_that_converts() {
         "lists the valid names: {}",
         stderr(&o)
     );
+}
+
+#[test]
+fn keep_float_alias_keeps_a_layer_at_int16_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let calib = resq_e2e::ic01_subset(20);
+    let model = resq_e2e::resnet8("model_float.onnx");
+    let out = dir.path().join("r8.resq");
+    let o = resq(&[
+        "convert",
+        s(&model),
+        "--calib",
+        s(calib.path()),
+        "--keep-float",
+        "activation.low",
+        "-o",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("int16 outputs: activation.low"),
+        "{}",
+        stdout(&o)
+    );
+    let o = resq(&["inspect", s(&out)]);
+    let text = stdout(&o);
+    let stem = text
+        .lines()
+        .find(|l| l.contains("activation.low"))
+        .expect("stem line");
+    assert!(
+        stem.contains("int16") && stem.contains("int16 clamp [0, 32767]"),
+        "{stem}"
+    );
+
+    // A name that is not a layer: refused, the layers listed, nothing written.
+    let bad = dir.path().join("bad.resq");
+    let o = resq(&[
+        "convert",
+        s(&model),
+        "--calib",
+        s(calib.path()),
+        "--keep-int16",
+        "nope",
+        "-o",
+        s(&bad),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no layer `nope`") && stderr(&o).contains("activation_6.low"));
+    assert!(!bad.exists());
 }

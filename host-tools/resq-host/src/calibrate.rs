@@ -184,7 +184,10 @@ fn entropy_bins(hist: &[u64], levels: usize) -> usize {
         // Q: the same bins merged into `levels` groups and spread back over their non-empty bins.
         let mut q = vec![0f64; i];
         for j in 0..levels {
-            let (a, b) = (j * i / levels, ((j + 1) * i / levels).max(j * i / levels + 1).min(i));
+            let (a, b) = (
+                j * i / levels,
+                ((j + 1) * i / levels).max(j * i / levels + 1).min(i),
+            );
             let total: f64 = hist[a..b].iter().map(|&c| c as f64).sum();
             let nonzero = hist[a..b].iter().filter(|&&c| c != 0).count();
             if nonzero > 0 {

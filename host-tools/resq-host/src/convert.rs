@@ -8,7 +8,9 @@ use resq_format::{ChannelOrder, Layout};
 use crate::calibrate::{calibrate, Method};
 use crate::images::{digest_files, list_images, sha256_file, Preprocess};
 use crate::import::{import, load};
+use crate::ir::{Graph, Layer, Op};
 use crate::quantize::{check_limits, quantize, FileInfo};
+use crate::report::layer_stats;
 
 /// What `resq convert` needs.
 #[derive(Clone, Debug)]
@@ -32,6 +34,32 @@ pub struct ConvertOptions {
     pub labels: Option<PathBuf>,
     /// Show a progress bar.
     pub progress: bool,
+    /// Layers (names as `resq inspect` shows them) whose outputs are kept at int16.
+    pub keep_int16: Vec<String>,
+    /// `--auto-fallback`: keep layers at int16 while some layer's SQNR against tract f32 is
+    /// below this many dB.
+    pub auto_fallback: Option<f64>,
+}
+
+impl ConvertOptions {
+    /// `model` with the defaults of `resq convert`: no calibration folder (set `calib` unless
+    /// the model is QDQ), mean 0 and std 1, NCHW, RGB, minmax, no labels, no progress bar,
+    /// every layer int8.
+    pub fn new(model: impl Into<PathBuf>) -> Self {
+        ConvertOptions {
+            model: model.into(),
+            calib: None,
+            mean: [0.0; 3],
+            std: [1.0; 3],
+            layout: Layout::Nchw,
+            bgr: false,
+            method: Method::MinMax,
+            labels: None,
+            progress: false,
+            keep_int16: Vec::new(),
+            auto_fallback: None,
+        }
+    }
 }
 
 /// Summary of a conversion.
@@ -43,7 +71,30 @@ pub struct Converted {
     pub layers: usize,
     /// Calibration images used.
     pub calib_images: usize,
+    /// Layers whose outputs are int16 (asked for, chosen by `--auto-fallback`, or copies of
+    /// those through pooling / padding / slicing).
+    pub int16_layers: Vec<String>,
+    /// What `--auto-fallback` did, one step per kept layer.
+    pub fallback: Vec<FallbackStep>,
 }
+
+/// One `--auto-fallback` step: the layer kept at int16 and the SQNR it had and then has.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FallbackStep {
+    /// Layer name.
+    pub layer: String,
+    /// Its output's SQNR against tract f32 before (all-int8 up to this step), dB.
+    pub sqnr_before: f64,
+    /// The same after keeping it at int16, dB.
+    pub sqnr_after: f64,
+    /// The lowest SQNR over all layers after this step, dB.
+    pub worst_after: f64,
+}
+
+/// Images `--auto-fallback` measures on (evenly spread over the calibration set).
+pub const FALLBACK_IMAGES: usize = 8;
+/// Most layers `--auto-fallback` keeps at int16.
+pub const FALLBACK_MAX_LAYERS: usize = 8;
 
 /// Converts a model; returns the file bytes (write them with [`write_atomic`]).
 pub fn convert(opts: &ConvertOptions) -> Result<Converted> {
@@ -81,7 +132,11 @@ pub fn convert(opts: &ConvertOptions) -> Result<Converted> {
         Some(p) => read_labels(p, graph.tensors[graph.output].elems())?,
         None => vec![],
     };
-    let source_name = opts.model.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let source_name = opts
+        .model
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut info = FileInfo {
         preprocess: pre,
         labels,
@@ -92,11 +147,19 @@ pub fn convert(opts: &ConvertOptions) -> Result<Converted> {
         method: "qdq".into(),
         method_param: 0.0,
         self_test_pixels: test_pattern(&pre),
+        int16: keep_tensors(&graph, &opts.keep_int16)?,
     };
-    let unquantized: Vec<&str> = graph.tensors.iter().filter(|t| t.qparams.is_none()).map(|t| t.name.as_str()).collect();
+    let mut calib_images = Vec::new();
+    let unquantized: Vec<&str> = graph
+        .tensors
+        .iter()
+        .filter(|t| t.qparams.is_none())
+        .map(|t| t.name.as_str())
+        .collect();
     let ranges = match &opts.calib {
         Some(calib) => {
             let images = list_images(calib)?;
+            calib_images = images.clone();
             info.calib_digest = digest_files(calib, &images)?;
             info.calib_images = images.len() as u32;
             info.method = opts.method.name().into();
@@ -111,12 +174,119 @@ pub fn convert(opts: &ConvertOptions) -> Result<Converted> {
             unquantized.iter().take(5).copied().collect::<Vec<_>>().join(", ")
         ),
     };
-    let bytes = quantize(&graph, &ranges, &info)?;
+    let mut bytes = quantize(&graph, &ranges, &info)?;
+    let mut fallback = Vec::new();
+    if let Some(min_sqnr) = opts.auto_fallback {
+        ensure!(
+            !calib_images.is_empty(),
+            "--auto-fallback measures each layer against tract on the calibration images: pass --calib DIR"
+        );
+        let probe = spread(&calib_images, FALLBACK_IMAGES);
+        let mut stats = layer_stats(&bytes, &opts.model, &probe)?;
+        // Greedy, while some layer is below the threshold: keep the eligible int8 layer that
+        // loses the most precision itself (its SQNR minus its inputs'), re-measure, repeat.
+        // Layers inherit their inputs' error, so the worst *loss* is a cause and the worst
+        // SQNR is often only where the errors add up.
+        while fallback.len() < FALLBACK_MAX_LAYERS {
+            let worst = stats
+                .iter()
+                .map(|s| s.output.sqnr_db)
+                .fold(f64::INFINITY, f64::min);
+            if worst >= min_sqnr {
+                break;
+            }
+            let candidate = stats
+                .iter()
+                .zip(&graph.layers)
+                .filter(|(s, l)| !s.int16 && can_be_int16(&graph, l))
+                .min_by(|(a, _), (b, _)| a.sqnr_change_db.total_cmp(&b.sqnr_change_db));
+            let Some((before, layer)) = candidate else {
+                break;
+            };
+            let (name, sqnr_before) = (layer.name.clone(), before.output.sqnr_db);
+            info.int16.push(layer.op.output());
+            bytes = quantize(&graph, &ranges, &info)?;
+            stats = layer_stats(&bytes, &opts.model, &probe)?;
+            let after = stats
+                .iter()
+                .find(|s| s.name == name)
+                .map_or(f64::NAN, |s| s.output.sqnr_db);
+            let worst_after = stats
+                .iter()
+                .map(|s| s.output.sqnr_db)
+                .fold(f64::INFINITY, f64::min);
+            fallback.push(FallbackStep {
+                layer: name,
+                sqnr_before,
+                sqnr_after: after,
+                worst_after,
+            });
+        }
+    }
+    let aligned = resq_engine::AlignedBytes::new(&bytes);
+    let model = resq_format::Model::parse(aligned.as_bytes())
+        .map_err(|e| anyhow::anyhow!("internal: the converted file does not validate: {e}"))?;
+    let int16_layers = model
+        .meta
+        .layers
+        .iter()
+        .filter(|l| model.is_int16(l.op.output()))
+        .map(|l| l.name.to_string())
+        .collect();
     Ok(Converted {
-        bytes,
         layers: graph.layers.len(),
         calib_images: info.calib_images as usize,
+        int16_layers,
+        fallback,
+        bytes,
     })
+}
+
+/// Evenly spread `k` of `items` (all when there are fewer).
+fn spread<T: Clone>(items: &[T], k: usize) -> Vec<T> {
+    if items.len() <= k {
+        return items.to_vec();
+    }
+    (0..k).map(|i| items[i * items.len() / k].clone()).collect()
+}
+
+/// Whether a layer's output can be kept at int16: it requantizes (conv, average pooling, add;
+/// max pooling / padding / slicing copy their input's type) and is not the model's output
+/// (firmware reads int8 logits).
+fn can_be_int16(graph: &Graph, layer: &Layer) -> bool {
+    matches!(layer.op, Op::Conv(_) | Op::AvgPool { .. } | Op::Add { .. })
+        && layer.op.output() != graph.output
+}
+
+/// The output tensors of the layers named in `--keep-int16`.
+fn keep_tensors(graph: &Graph, names: &[String]) -> Result<Vec<usize>> {
+    let mut out = Vec::new();
+    for name in names {
+        let Some(layer) = graph.layers.iter().find(|l| &l.name == name) else {
+            let known: Vec<&str> = graph
+                .layers
+                .iter()
+                .filter(|l| can_be_int16(graph, l))
+                .map(|l| l.name.as_str())
+                .collect();
+            bail!(
+                "--keep-int16: no layer `{name}` in the model; layers that can be kept at int16: {}",
+                known.join(", ")
+            );
+        };
+        ensure!(
+            layer.op.output() != graph.output,
+            "--keep-int16: layer `{name}` writes the model's output (int8 logits, what the firmware \
+             reads); keep an earlier layer"
+        );
+        ensure!(
+            can_be_int16(graph, layer),
+            "--keep-int16: layer `{name}` only copies values (max pooling, padding or slicing keep \
+             their input's type); keep the layer that writes its input instead"
+        );
+        out.push(layer.op.output());
+    }
+    Ok(out)
 }
 
 /// A deterministic image (colour ramps) for the self-test of files made without calibration images.

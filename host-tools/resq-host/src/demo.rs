@@ -44,6 +44,8 @@ pub fn run_demo(models: &Path, out: &Path, progress: bool) -> Result<Vec<DemoRes
         method: Method::MinMax,
         labels: Some(models.join("resnet8/labels.txt")),
         progress,
+        keep_int16: vec![],
+        auto_fallback: None,
     };
     let converted = convert(&opts)?;
     write_atomic(out, &converted.bytes)?;

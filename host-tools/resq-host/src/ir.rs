@@ -168,6 +168,15 @@ impl Op {
             | Op::Subsample { output, .. } => *output,
         }
     }
+
+    /// The activation applied to the output (identity for ops without one).
+    pub fn activation(&self) -> Activation {
+        match self {
+            Op::Conv(c) => c.act,
+            Op::Add { act, .. } => *act,
+            _ => Activation::Identity,
+        }
+    }
 }
 
 /// A named layer.

@@ -16,11 +16,35 @@ use crate::ir::{Activation, Graph, Op};
 pub struct QParams {
     /// Step.
     pub scale: f32,
-    /// Quantized zero.
+    /// Quantized zero (0 for int16).
     pub zero_point: i8,
+    /// Stored as symmetric int16 instead of int8 (a layer kept at higher precision).
+    pub int16: bool,
 }
 
 impl QParams {
+    /// Symmetric int16 parameters covering `[lo, hi]`: zero point 0, step `max(|lo|, |hi|) / 32767`,
+    /// 256× finer than int8 over the same range.
+    pub fn int16_from_range(lo: f32, hi: f32) -> QParams {
+        let m = lo.abs().max(hi.abs()).max(1e-8);
+        QParams {
+            scale: m / 32767.0,
+            zero_point: 0,
+            int16: true,
+        }
+    }
+
+    /// The real range an int8 tensor represents (the range kept when it becomes int16).
+    pub fn real_range(&self) -> (f32, f32) {
+        let zp = self.zero_point as f32;
+        (self.scale * (-128.0 - zp), self.scale * (127.0 - zp))
+    }
+
+    /// Nearest int16 value of `x`, saturated.
+    pub fn quantize16(&self, x: f32) -> i16 {
+        (x / self.scale).round().clamp(-32768.0, 32767.0) as i16
+    }
+
     /// Asymmetric int8 parameters covering `[lo, hi]` (widened to include 0, so zero padding
     /// and ReLU are exact).
     pub fn from_range(lo: f32, hi: f32) -> QParams {
@@ -28,7 +52,11 @@ impl QParams {
         let span = (hi - lo).max(1e-8);
         let scale = span / 255.0;
         let zero_point = (-128.0 - lo / scale).round().clamp(-128.0, 127.0) as i8;
-        QParams { scale, zero_point }
+        QParams {
+            scale,
+            zero_point,
+            int16: false,
+        }
     }
 
     /// Nearest int8 value of `x`, saturated.
@@ -64,6 +92,37 @@ pub fn fixed_point(reals: &[f64]) -> Result<(Vec<i32>, u8)> {
             return Ok((mults.into_iter().map(|m| m as i32).collect(), shift as u8));
         }
         shift -= 1;
+    }
+}
+
+/// The int16 clamp of an activation (the same rule as [`clamp_for`], at int16 resolution).
+fn clamp16_for(act: Activation, q: QParams) -> [i16; 2] {
+    match act {
+        Activation::Identity => [i16::MIN, i16::MAX],
+        Activation::Relu => [0, i16::MAX],
+        Activation::Clip(lo, hi) => {
+            let lo = if lo.is_finite() {
+                q.quantize16(lo)
+            } else {
+                i16::MIN
+            };
+            let hi = if hi.is_finite() {
+                q.quantize16(hi)
+            } else {
+                i16::MAX
+            };
+            [lo, hi.max(lo)]
+        }
+    }
+}
+
+/// The int8 clamp field of a layer: its activation's, or the full range when it writes an
+/// int16 tensor (whose clamp goes in the file's int16 block).
+fn int8_clamp(act: Activation, q: QParams) -> [i8; 2] {
+    if q.int16 {
+        [i8::MIN, i8::MAX]
+    } else {
+        clamp_for(act, q)
     }
 }
 
@@ -108,6 +167,8 @@ pub struct FileInfo {
     pub method_param: f32,
     /// Self-test input pixels `[h][w][c]` (the first calibration image).
     pub self_test_pixels: Vec<u8>,
+    /// Tensors kept at int16 (outputs of layers kept at higher precision).
+    pub int16: Vec<usize>,
 }
 
 /// Real-valued range of the model input implied by the preprocessing.
@@ -151,18 +212,40 @@ pub fn quantize(graph: &Graph, ranges: &[(f32, f32)], info: &FileInfo) -> Result
         .iter()
         .zip(ranges)
         .map(|(t, &(lo, hi))| match t.qparams {
-            Some((scale, zero_point)) => QParams { scale, zero_point },
+            Some((scale, zero_point)) => QParams {
+                scale,
+                zero_point,
+                int16: false,
+            },
             None => QParams::from_range(lo, hi),
         })
         .collect();
+    for &t in &info.int16 {
+        ensure!(
+            t != graph.output && t != graph.input,
+            "tensor `{}` is the model's input or output, which stay int8; keep an earlier layer at int16",
+            graph.tensors[t].name
+        );
+        // A QDQ model's own int8 range is kept, at int16 resolution.
+        let (lo, hi) = match graph.tensors[t].qparams {
+            Some(_) => q[t].real_range(),
+            None => ranges[t],
+        };
+        q[t] = QParams::int16_from_range(lo, hi);
+    }
     if graph.tensors[graph.input].qparams.is_none() {
         let (lo, hi) = input_range(&info.preprocess);
         q[graph.input] = QParams::from_range(lo, hi);
     }
     for layer in &graph.layers {
         match &layer.op {
-            Op::MaxPool { input, output, .. } | Op::Pad { input, output, .. } | Op::Subsample { input, output, .. } => {
-                if graph.tensors[*output].qparams.is_some_and(|(s, z)| (s, z) != (q[*input].scale, q[*input].zero_point)) {
+            Op::MaxPool { input, output, .. }
+            | Op::Pad { input, output, .. }
+            | Op::Subsample { input, output, .. } => {
+                if graph.tensors[*output]
+                    .qparams
+                    .is_some_and(|(s, z)| (s, z) != (q[*input].scale, q[*input].zero_point))
+                {
                     bail!(
                         "layer `{}` changes quantization from its input's; resq keeps max pooling, padding and slicing \
                          at their input's scale and zero point",
@@ -170,6 +253,12 @@ pub fn quantize(graph: &Graph, ranges: &[(f32, f32)], info: &FileInfo) -> Result
                     );
                 }
                 q[*output] = q[*input];
+                ensure!(
+                    !(q[*output].int16 && *output == graph.output),
+                    "layer `{}` copies an int16 tensor into the model's output, which stays int8; \
+                     keep a different layer at int16",
+                    layer.name
+                );
             }
             _ => {}
         }
@@ -185,9 +274,15 @@ pub fn quantize(graph: &Graph, ranges: &[(f32, f32)], info: &FileInfo) -> Result
         .collect();
     let lut_ref = data.push_i8(&lut);
 
+    // A convolution kept at int16 also gets int16 weights (and i64 biases).
+    let wide_weights: Vec<bool> = graph
+        .layers
+        .iter()
+        .map(|l| matches!(l.op, Op::Conv(_)) && info.int16.contains(&l.op.output()))
+        .collect();
     let mut layers = heapless::Vec::new();
-    for layer in &graph.layers {
-        let op = quantize_op(&layer.op, &q, &mut data)
+    for (layer, &wide) in graph.layers.iter().zip(&wide_weights) {
+        let op = quantize_op(&layer.op, &q, wide, &mut data)
             .with_context(|| format!("quantizing layer `{}`", layer.name))?;
         layers
             .push(fmt::Layer {
@@ -196,6 +291,27 @@ pub fn quantize(graph: &Graph, ranges: &[(f32, f32)], info: &FileInfo) -> Result
             })
             .ok()
             .context("too many layers")?;
+    }
+    let mut precision = fmt::Precision::default();
+    for (i, _) in wide_weights.iter().enumerate().filter(|(_, &w)| w) {
+        precision
+            .int16_weights
+            .push(i as u16)
+            .ok()
+            .context("too many int16-weight layers")?;
+    }
+    for layer in &graph.layers {
+        let out = layer.op.output();
+        if q[out].int16 {
+            precision
+                .int16
+                .push(fmt::Int16Tensor {
+                    tensor: out as u16,
+                    clamp: clamp16_for(layer.op.activation(), q[out]),
+                })
+                .ok()
+                .context("too many int16 tensors")?;
+        }
     }
     let mut tensors = heapless::Vec::new();
     for (t, qp) in graph.tensors.iter().zip(&q) {
@@ -260,7 +376,7 @@ pub fn quantize(graph: &Graph, ranges: &[(f32, f32)], info: &FileInfo) -> Result
             expected: st_out,
         },
     };
-    let mut file = write_file(&meta, &data).context("encoding the metadata")?;
+    let mut file = write_file(&meta, &precision, &data).context("encoding the metadata")?;
 
     let expected = {
         let aligned = resq_engine::AlignedBytes::new(&file);
@@ -281,7 +397,13 @@ fn bytemuck_i8(v: &[i8]) -> &[u8] {
     bytemuck::cast_slice(v)
 }
 
-fn quantize_op(op: &Op, q: &[QParams], data: &mut DataSection) -> Result<fmt::Op> {
+/// One layer; `wide_weights`: int16 weights and i64 biases (a convolution kept at int16).
+fn quantize_op(
+    op: &Op,
+    q: &[QParams],
+    wide_weights: bool,
+    data: &mut DataSection,
+) -> Result<fmt::Op> {
     let t = |i: usize| i as u16;
     let window = |k: [usize; 2], s: [usize; 2], p: [usize; 4]| {
         (
@@ -295,24 +417,34 @@ fn quantize_op(op: &Op, q: &[QParams], data: &mut DataSection) -> Result<fmt::Op
             let (qi, qo) = (q[c.input], q[c.output]);
             let cout = c.cout();
             let flen = c.filter_len();
-            let mut weights = Vec::with_capacity(c.weights.len());
-            let mut bias = Vec::with_capacity(cout);
+            let wmax = if wide_weights { 32767.0 } else { 127.0 };
+            let mut weights: Vec<i32> = Vec::with_capacity(c.weights.len());
+            let mut bias: Vec<i64> = Vec::with_capacity(cout);
             let mut reals = Vec::with_capacity(cout + 1);
             for (oc, filter) in c.weights.chunks(flen).enumerate() {
                 let max = filter.iter().fold(0.0f32, |m, w| m.max(w.abs()));
-                let sw = if max > 0.0 { max / 127.0 } else { 1.0 };
-                let qw: Vec<i8> = filter
+                let sw = if max > 0.0 { max / wmax } else { 1.0 };
+                let qw: Vec<i32> = filter
                     .iter()
-                    .map(|w| (w / sw).round().clamp(-127.0, 127.0) as i8)
+                    .map(|w| (w / sw).round().clamp(-wmax, wmax) as i32)
                     .collect();
                 let acc_scale = qi.scale as f64 * sw as f64;
                 let b = (c.bias[oc] as f64 / acc_scale).round();
                 let folded = b - qi.zero_point as f64 * qw.iter().map(|&w| w as f64).sum::<f64>();
+                // int8 inputs share the i32 accumulator with Σ x·w; int16 inputs accumulate in
+                // i64 with an i32 bias; int16 weights have an i64 bias.
+                let limit = if wide_weights {
+                    (1u64 << 62) as f64
+                } else if qi.int16 {
+                    i32::MAX as f64
+                } else {
+                    (1u64 << 30) as f64
+                };
                 ensure!(
-                    folded.abs() < (1u64 << 30) as f64,
-                    "bias of channel {oc} does not fit the i32 accumulator ({folded})"
+                    folded.abs() < limit,
+                    "bias of channel {oc} does not fit the accumulator ({folded})"
                 );
-                bias.push(folded as i32);
+                bias.push(folded as i64);
                 reals.push(acc_scale / qo.scale as f64);
                 weights.extend(qw);
             }
@@ -332,14 +464,22 @@ fn quantize_op(op: &Op, q: &[QParams], data: &mut DataSection) -> Result<fmt::Op
                 stride,
                 pad,
                 groups: c.groups as u16,
-                weights: data.push_i8(&weights),
-                bias: data.push_i32(&bias),
+                weights: if wide_weights {
+                    data.push_i16(&weights.iter().map(|&w| w as i16).collect::<Vec<_>>())
+                } else {
+                    data.push_i8(&weights.iter().map(|&w| w as i8).collect::<Vec<_>>())
+                },
+                bias: if wide_weights {
+                    data.push_i64(&bias)
+                } else {
+                    data.push_i32(&bias.iter().map(|&b| b as i32).collect::<Vec<_>>())
+                },
                 requant: fmt::Requant {
                     shift,
                     mults: data.push_i32(&mults),
                 },
                 residual,
-                clamp: clamp_for(c.act, qo),
+                clamp: int8_clamp(c.act, qo),
             })
         }
         Op::MaxPool {
@@ -394,7 +534,7 @@ fn quantize_op(op: &Op, q: &[QParams], data: &mut DataSection) -> Result<fmt::Op
                 mult_a: m[0],
                 mult_b: m[1],
                 shift,
-                clamp: clamp_for(*act, q[*output]),
+                clamp: int8_clamp(*act, q[*output]),
             })
         }
         Op::Pad {

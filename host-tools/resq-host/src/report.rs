@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use plotters::prelude::*;
-use resq_engine::{AlignedBytes, Engine};
+use resq_engine::{AlignedBytes, Engine, Values};
 use resq_format::{Layout, Model, Op};
 use serde_json::{json, Value};
 
@@ -93,6 +93,8 @@ pub struct LayerStats {
     pub scale: f32,
     /// Output zero point.
     pub zero_point: i8,
+    /// Whether the output is kept at int16 (`resq convert --keep-int16` / `--auto-fallback`).
+    pub int16: bool,
     /// The stats of the output tensor.
     pub output: TensorStats,
     /// This layer's SQNR minus the lowest SQNR of its inputs (dB, negative when the layer
@@ -100,6 +102,17 @@ pub struct LayerStats {
     pub sqnr_change_db: f64,
     /// Weights (convolutions only).
     pub weights: Option<WeightStats>,
+}
+
+impl LayerStats {
+    /// The op kind, with `· int16` for a layer kept at int16.
+    pub fn kind_label(&self) -> String {
+        if self.int16 {
+            format!("{} · int16", self.kind)
+        } else {
+            self.kind.to_string()
+        }
+    }
 }
 
 /// int8 against f32 for one tensor over the sampled images.
@@ -248,6 +261,31 @@ pub fn build_report(opts: &ReportOptions) -> Result<Report> {
     })
 }
 
+/// Per-layer statistics of a converted file held in memory against its float source on
+/// `images`: what `resq convert --auto-fallback` measures.
+pub fn layer_stats(bytes: &[u8], reference: &Path, images: &[PathBuf]) -> Result<Vec<LayerStats>> {
+    let opts = ReportOptions {
+        file: PathBuf::from("<converted model>"),
+        reference: reference.to_path_buf(),
+        images: PathBuf::new(),
+        labels: None,
+        max_images: images.len(),
+        eval_images: 0,
+        progress: false,
+    };
+    let samples: Vec<Sample> = images
+        .iter()
+        .map(|p| Sample {
+            path: p.clone(),
+            label: 0,
+        })
+        .collect();
+    let aligned = AlignedBytes::new(bytes);
+    let stop = AtomicBool::new(false);
+    let (_, layers) = layer_pass(&opts, &aligned, &samples, &stop, &ProgressBar::hidden())?;
+    Ok(layers)
+}
+
 /// The error of a pass stopped because the other one failed.
 #[derive(Debug)]
 struct Stopped;
@@ -368,11 +406,12 @@ struct Acc {
     max: f32,
     scale: f32,
     zero_point: i8,
+    int16: bool,
     counts: Vec<u64>,
 }
 
 impl Acc {
-    fn new(scale: f32, zero_point: i8) -> Acc {
+    fn new(scale: f32, zero_point: i8, int16: bool) -> Acc {
         Acc {
             signal: 0.0,
             noise: 0.0,
@@ -384,17 +423,23 @@ impl Acc {
             max: f32::NEG_INFINITY,
             scale,
             zero_point,
+            int16,
             counts: vec![0; INNER_BINS + 2 * OUTER_BINS],
         }
     }
 
+    /// The representable range: `[scale·(−128 − zp), scale·(127 − zp)]`, or
+    /// `scale · [−32768, 32767]` for int16.
     fn int8_range(&self) -> (f32, f32) {
+        if self.int16 {
+            return (self.scale * -32768.0, self.scale * 32767.0);
+        }
         let zp = self.zero_point as f32;
         (self.scale * (-128.0 - zp), self.scale * (127.0 - zp))
     }
 
-    /// One image: `f` the f32 values, `q` the int8 ones, both `[h][w][c]`.
-    fn add(&mut self, f: &[f32], q: &[i8]) {
+    /// One image: `f` the f32 values, `q` the quantized ones, both `[h][w][c]`.
+    fn add(&mut self, f: &[f32], q: Values) {
         let (lo, hi) = self.int8_range();
         let width = (hi - lo) / INNER_BINS as f32;
         let start = lo - OUTER_BINS as f32 * width;
@@ -402,8 +447,8 @@ impl Acc {
         let half = self.scale / 2.0;
         let zp = self.zero_point as f32;
         let (mut dot, mut nf, mut nq, mut noise) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
-        for (&x, &qi) in f.iter().zip(q) {
-            let d = self.scale * (qi as f32 - zp);
+        for (i, &x) in f.iter().enumerate().take(q.len()) {
+            let d = self.scale * (q.get(i) as f32 - zp);
             let (x64, d64) = (x as f64, d as f64);
             dot += x64 * d64;
             nf += x64 * x64;
@@ -520,7 +565,8 @@ fn layer_pass(
         .meta
         .tensors
         .iter()
-        .map(|t| Acc::new(t.scale, t.zero_point))
+        .enumerate()
+        .map(|(i, t)| Acc::new(t.scale, t.zero_point, model.is_int16(i as u16)))
         .collect();
     let nhwc_input = model.meta.input.layout == Layout::Nhwc;
     for s in samples {
@@ -563,7 +609,14 @@ fn layer_pass(
             .map(|&i| sqnr[i as usize])
             .fold(f64::INFINITY, f64::min);
         let weights = match (layer.op, &ir_layer.op) {
-            (Op::Conv(c), ir::Op::Conv(ic)) => Some(weight_stats(ic, model.i8s(c.weights))),
+            (Op::Conv(c), ir::Op::Conv(ic)) if model.has_int16_weights(index) => {
+                let q: Vec<i32> = model.i16s(c.weights).iter().map(|&w| w as i32).collect();
+                Some(weight_stats(ic, &q, 32767.0))
+            }
+            (Op::Conv(c), ir::Op::Conv(ic)) => {
+                let q: Vec<i32> = model.i8s(c.weights).iter().map(|&w| w as i32).collect();
+                Some(weight_stats(ic, &q, 127.0))
+            }
             _ => None,
         };
         layers.push(LayerStats {
@@ -573,6 +626,7 @@ fn layer_pass(
             shape: [t.shape[1], t.shape[2], t.shape[3]].map(|d| d as usize),
             scale: t.scale,
             zero_point: t.zero_point,
+            int16: model.is_int16(o),
             output: stats[o as usize]
                 .take()
                 .context("internal: a tensor is written by two layers")?,
@@ -586,16 +640,17 @@ fn layer_pass(
     Ok((input, layers))
 }
 
-fn weight_stats(c: &ir::Conv, q: &[i8]) -> WeightStats {
+/// `q`: the file's weights; `qmax`: 127 (int8) or 32767 (int16 weights).
+fn weight_stats(c: &ir::Conv, q: &[i32], qmax: f32) -> WeightStats {
     let flen = c.filter_len().max(1);
     let (mut min, mut max) = (Vec::new(), Vec::new());
     let (mut signal, mut noise) = (0.0f64, 0.0f64);
     for (filter, qf) in c.weights.chunks(flen).zip(q.chunks(flen)) {
         let lo = filter.iter().copied().fold(f32::INFINITY, f32::min);
         let hi = filter.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        // The quantizer's per-channel scale (not stored in the file): max|w| / 127.
+        // The quantizer's per-channel scale (not stored in the file): max|w| / qmax.
         let m = lo.abs().max(hi.abs());
-        let sw = if m > 0.0 { m / 127.0 } else { 1.0 };
+        let sw = if m > 0.0 { m / qmax } else { 1.0 };
         for (&w, &qw) in filter.iter().zip(qf) {
             let e = w as f64 - qw as f64 * sw as f64;
             signal += w as f64 * w as f64;
@@ -651,6 +706,7 @@ impl Report {
                 o.insert("index".into(), json!(l.index));
                 o.insert("name".into(), json!(l.name));
                 o.insert("op".into(), json!(l.kind));
+                o.insert("int16".into(), json!(l.int16));
                 o.insert("shape".into(), json!(l.shape));
                 o.insert("scale".into(), json!(l.scale));
                 o.insert("zero_point".into(), json!(l.zero_point));
@@ -1149,7 +1205,7 @@ fn html_page(r: &Report) -> Result<String> {
             l.index,
             l.index,
             esc(&l.name),
-            l.kind,
+            l.kind_label(),
             l.shape[0],
             l.shape[1],
             l.shape[2],
@@ -1189,7 +1245,7 @@ fn html_page(r: &Report) -> Result<String> {
             l.index,
             esc(&l.name),
             db(t.sqnr_db),
-            l.kind,
+            l.kind_label(),
             l.shape[0],
             l.shape[1],
             l.shape[2],
@@ -1235,10 +1291,10 @@ mod tests {
     #[test]
     fn acc_measures_sqnr_clipping_and_histogram() {
         // scale 0.1, zp −128: int8 range [0, 25.5].
-        let mut a = Acc::new(0.1, -128);
+        let mut a = Acc::new(0.1, -128, false);
         let f = [0.0f32, 1.0, 2.0, 30.0];
         let q = [-128i8, -118, -108, 127];
-        a.add(&f, &q);
+        a.add(&f, Values::I8(&q));
         let s = a.finish();
         assert_eq!(s.int8_range, (0.0, 25.5));
         assert!((s.clipped - 0.25).abs() < 1e-12);
@@ -1253,8 +1309,8 @@ mod tests {
 
     #[test]
     fn exact_tensor_has_infinite_sqnr_and_null_json() {
-        let mut a = Acc::new(1.0, 0);
-        a.add(&[1.0, -2.0], &[1, -2]);
+        let mut a = Acc::new(1.0, 0, false);
+        a.add(&[1.0, -2.0], Values::I8(&[1, -2]));
         let s = a.finish();
         assert!(s.sqnr_db.is_infinite());
         assert!((s.cosine - 1.0).abs() < 1e-12);

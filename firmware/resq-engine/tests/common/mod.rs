@@ -248,7 +248,7 @@ impl Net {
             },
             self_test,
         };
-        write_file(&meta, &data).expect("metadata encodes")
+        write_file(&meta, &Default::default(), &data).expect("metadata encodes")
     }
 
     /// Every tensor after running the net on `input` with the reference kernels, each in its

@@ -238,7 +238,21 @@ pub fn tiny_parts() -> (Metadata<'static>, DataSection) {
 pub fn build(edit: impl FnOnce(&mut Metadata<'static>, &mut DataSection)) -> Vec<u8> {
     let (mut meta, mut data) = tiny_parts();
     edit(&mut meta, &mut data);
-    write_file(&meta, &data).expect("write_file")
+    write_file(&meta, &Default::default(), &data).expect("write_file")
+}
+
+/// As [`build`], with an int16 block.
+pub fn build_with_int16(
+    int16: &[Int16Tensor],
+    edit: impl FnOnce(&mut Metadata<'static>, &mut DataSection),
+) -> Vec<u8> {
+    let (mut meta, mut data) = tiny_parts();
+    edit(&mut meta, &mut data);
+    let mut precision = Precision::default();
+    for t in int16 {
+        precision.int16.push(*t).expect("capacity");
+    }
+    write_file(&meta, &precision, &data).expect("write_file")
 }
 
 /// The unmodified tiny model.

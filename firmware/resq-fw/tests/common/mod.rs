@@ -99,7 +99,7 @@ pub fn colour_model() -> Vec<u8> {
             expected: st_out,
         },
     };
-    let mut file = write_file(&meta, &data).expect("write");
+    let mut file = write_file(&meta, &Default::default(), &data).expect("write");
     // The expected self-test output is whatever the engine computes for it.
     let expected = {
         let bytes = AlignedBytes::new(&file);

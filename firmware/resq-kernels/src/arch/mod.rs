@@ -1,6 +1,6 @@
 //! Per-architecture micro-kernels and CPU feature detection.
 //!
-//! Each ISA lives in one file (`x86_64/avx2.rs`, `x86_64/avx512vnni.rs`, later
+//! Each ISA lives in one file (`x86_64/avx2.rs`, `x86_64/avx512vnni.rs`,
 //! `aarch64/neon.rs`, `aarch64/dotprod.rs`, `aarch64/i8mm.rs`) and exports `static`
 //! [`GemmUkernel`](crate::gemm::GemmUkernel) descriptors. [`gemm_ukernel`] is the one table
 //! mapping a tier to its kernel; [`crate::Kernels::new`] only hands a kernel out after the
