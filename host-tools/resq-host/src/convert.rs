@@ -10,7 +10,7 @@ use crate::images::{digest_files, list_images, sha256_file, Preprocess};
 use crate::import::{import, load};
 use crate::ir::{Graph, Layer, Op};
 use crate::quantize::{check_limits, quantize, FileInfo};
-use crate::report::layer_stats;
+use crate::report::{layer_stats, spread};
 
 /// What `resq convert` needs.
 #[derive(Clone, Debug)]
@@ -240,14 +240,6 @@ pub fn convert(opts: &ConvertOptions) -> Result<Converted> {
         fallback,
         bytes,
     })
-}
-
-/// Evenly spread `k` of `items` (all when there are fewer).
-fn spread<T: Clone>(items: &[T], k: usize) -> Vec<T> {
-    if items.len() <= k {
-        return items.to_vec();
-    }
-    (0..k).map(|i| items[i * items.len() / k].clone()).collect()
 }
 
 /// Whether a layer's output can be kept at int16: it requantizes (conv, average pooling, add;

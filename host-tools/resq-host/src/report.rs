@@ -161,7 +161,7 @@ pub struct Report {
 
 /// Evenly spaced picks of at most `k` items (all when `k` is 0 or ≥ the length), so a
 /// sorted ImageFolder contributes images from every class.
-fn spread<T: Clone>(items: &[T], k: usize) -> Vec<T> {
+pub(crate) fn spread<T: Clone>(items: &[T], k: usize) -> Vec<T> {
     let n = items.len();
     if k == 0 || k >= n {
         return items.to_vec();
