@@ -35,7 +35,7 @@ use core::ops::Range;
 
 use exec::{ConvExec, Weights};
 pub use plan::{plan_arena, ArenaPlan};
-use resq_format::{ChannelOrder, FormatError, Model, Op, HEADER_LEN};
+use resq_format::{ChannelOrder, FormatError, Model, Op, Pool, HEADER_LEN};
 pub use resq_kernels::mixed::Values;
 use resq_kernels::mixed::{
     self, MixedBias, MixedEpilogue, MixedOperand, MixedResidual, MixedWeights, ValuesMut,
@@ -587,13 +587,7 @@ impl<'m> Engine<'m> {
                 }
             }
             Op::MaxPool(p) => {
-                let geo = geometry(
-                    model.tensor(p.input).shape,
-                    model.tensor(p.output).shape,
-                    p.kernel,
-                    p.stride,
-                    p.pad,
-                );
+                let geo = pool_geometry(model, &p);
                 if self.kernels.is_some() {
                     par.rows(
                         output,
@@ -609,7 +603,7 @@ impl<'m> Engine<'m> {
             Op::AvgPool(a) => {
                 let p = a.window;
                 let (xt, yt) = (model.tensor(p.input), model.tensor(p.output));
-                let geo = geometry(xt.shape, yt.shape, p.kernel, p.stride, p.pad);
+                let geo = pool_geometry(model, &p);
                 let mults = model.i32s(a.mults);
                 if self.kernels.is_some() {
                     par.rows(
@@ -740,7 +734,6 @@ fn run_mixed(
     r: &[i8],
     out: &mut [i8],
 ) {
-    let output = values_mut(model, op.output(), out);
     match *op {
         Op::Conv(c) => {
             let (xt, yt) = (model.tensor(c.input), model.tensor(c.output));
@@ -777,7 +770,7 @@ fn run_mixed(
                 mixed::conv2d_rows(&geo, groups, input, input_zp, weights, &ep, rows, out)
             };
             let unit = ow * oc;
-            match output {
+            match values_mut(model, op.output(), out) {
                 ValuesMut::I8(o) => par.split(o, oh, 1, true, 2, &|u| u * unit, &|rows, o| {
                     run(rows, ValuesMut::I8(o))
                 }),
@@ -787,19 +780,16 @@ fn run_mixed(
             }
         }
         Op::MaxPool(p) => {
-            let geo = geometry(
-                model.tensor(p.input).shape,
-                model.tensor(p.output).shape,
-                p.kernel,
-                p.stride,
-                p.pad,
+            let geo = pool_geometry(model, &p);
+            mixed::max_pool(
+                &geo,
+                values(model, p.input, x),
+                values_mut(model, p.output, out),
             );
-            mixed::max_pool(&geo, values(model, p.input, x), output);
         }
         Op::AvgPool(a) => {
             let p = a.window;
-            let (xt, yt) = (model.tensor(p.input), model.tensor(p.output));
-            let geo = geometry(xt.shape, yt.shape, p.kernel, p.stride, p.pad);
+            let geo = pool_geometry(model, &p);
             mixed::avg_pool(
                 &geo,
                 a.count_include_pad,
@@ -808,7 +798,7 @@ fn run_mixed(
                 model.i32s(a.mults),
                 a.shift,
                 zp(model, p.output),
-                output,
+                values_mut(model, p.output, out),
             );
         }
         Op::Add(a) => {
@@ -825,7 +815,7 @@ fn run_mixed(
                 a.shift,
                 zp(model, a.output),
                 clamp_of(model, a.output, a.clamp),
-                output,
+                values_mut(model, a.output, out),
             );
         }
         // Copies: an int16 tensor is an int8 one with twice the channels and zero point 0
@@ -837,10 +827,6 @@ fn run_mixed(
             let mut pads = p.pads.map(|v| v as usize);
             pads[4] *= w;
             pads[5] *= w;
-            let out = match output {
-                ValuesMut::I8(o) => o,
-                ValuesMut::I16(o) => bytemuck::cast_slice_mut(o),
-            };
             reference::pad([h, wd, c * w], pads, xt.zero_point, x, out);
         }
         Op::Subsample(s) => {
@@ -848,10 +834,6 @@ fn run_mixed(
             let w = if model.is_int16(s.input) { 2 } else { 1 };
             let [h, wd, c] = hwc(xt.shape);
             let [oh, ow, _] = hwc(yt.shape);
-            let out = match output {
-                ValuesMut::I8(o) => o,
-                ValuesMut::I16(o) => bytemuck::cast_slice_mut(o),
-            };
             reference::subsample(
                 [h, wd, c * w],
                 [oh, ow],
@@ -862,6 +844,17 @@ fn run_mixed(
             );
         }
     }
+}
+
+/// The geometry of a pooling window between its input and output tensors.
+fn pool_geometry(model: &Model, p: &Pool) -> Geometry {
+    geometry(
+        model.tensor(p.input).shape,
+        model.tensor(p.output).shape,
+        p.kernel,
+        p.stride,
+        p.pad,
+    )
 }
 
 fn hwc(shape: [u32; 4]) -> [usize; 3] {
