@@ -236,3 +236,107 @@ fn qdq_model_keeps_its_range_at_int16() {
     assert!((128.0..=258.0).contains(&ratio), "{ratio}");
     assert!(Engine::from_bytes(k.as_bytes()).unwrap().self_test());
 }
+
+/// Max pooling (ResNet-18's stem), zero padding and subsampling (CIFAR "option A" shortcuts)
+/// copy int16 tensors when the layers before them are kept: every layer but the classifier
+/// at int16 gives the same bytes on every tier and thread count, and no layer is less precise
+/// against tract f32 than in the all-int8 file.
+#[test]
+fn int16_copies_through_max_pool_pad_and_subsample() {
+    use resq_host::synth::{
+        synth_cifar_resnet, synth_resnet, Arch, CifarSpec, Shortcut, SynthSpec,
+    };
+    let imagenet = synth_resnet(&SynthSpec {
+        arch: Arch::ResNet18,
+        size: 64,
+        classes: 10,
+        seed: 5,
+    })
+    .unwrap();
+    let cifar = synth_cifar_resnet(&CifarSpec {
+        depth: 8,
+        shortcut: Shortcut::ZeroPad,
+        preact: false,
+        classes: 10,
+        seed: 3,
+    })
+    .unwrap();
+    let calib = ic01_subset(12);
+    let dir = tempfile::tempdir().unwrap();
+    for (name, onnx, copies) in [
+        ("resnet18", imagenet, &["maxpool"][..]),
+        ("cifar8", cifar, &["pad", "subsample"][..]),
+    ] {
+        let path = dir.path().join(format!("{name}.onnx"));
+        std::fs::write(&path, onnx).unwrap();
+        let base = ConvertOptions {
+            calib: Some(calib.path().to_path_buf()),
+            std: [255.0; 3],
+            ..ConvertOptions::new(&path)
+        };
+        let int8 = convert(&base).unwrap();
+        let b = AlignedBytes::new(&int8.bytes);
+        let model = Model::parse(b.as_bytes()).unwrap();
+        let last = model.meta.layers.len() - 1;
+        let keep: Vec<String> = model.meta.layers[..last]
+            .iter()
+            .filter(|l| ["conv", "conv+add", "avgpool", "add"].contains(&l.op.kind()))
+            .map(|l| l.name.to_string())
+            .collect();
+        let all = convert(&ConvertOptions {
+            keep_int16: keep,
+            ..base.clone()
+        })
+        .unwrap();
+        let b = AlignedBytes::new(&all.bytes);
+        let model = Model::parse(b.as_bytes()).unwrap();
+        for kind in copies {
+            assert!(
+                model
+                    .meta
+                    .layers
+                    .iter()
+                    .any(|l| l.op.kind() == *kind && model.is_int16(l.op.output())),
+                "{name}: no int16 {kind}"
+            );
+        }
+        let images: Vec<_> = list_images(calib.path()).unwrap();
+        let mut want: Option<Vec<Vec<i8>>> = None;
+        for isa in Isa::ALL.into_iter().filter(|i| i.supported()) {
+            for threads in [1, 2] {
+                let options = EngineOptions {
+                    threads,
+                    isa: Some(isa),
+                };
+                let mut engine = Engine::with_options(model.clone(), options).unwrap();
+                assert!(engine.self_test(), "{name} {isa} × {threads}: self-test");
+                let pre = preprocess_of(&engine);
+                let outs: Vec<Vec<i8>> = images
+                    .iter()
+                    .take(4)
+                    .map(|p| {
+                        engine
+                            .set_input_pixels(&pre.load_pixels(p).unwrap())
+                            .unwrap();
+                        engine.run();
+                        engine.output().to_vec()
+                    })
+                    .collect();
+                match &want {
+                    None => want = Some(outs),
+                    Some(w) => assert_eq!(&outs, w, "{name}: {isa} × {threads} threads"),
+                }
+            }
+        }
+        let stats = |bytes: &[u8]| layer_stats(bytes, &path, &images[..4]).unwrap();
+        for (a, b) in stats(&int8.bytes).iter().zip(stats(&all.bytes)) {
+            assert!(
+                b.output.sqnr_db >= a.output.sqnr_db - 0.05,
+                "{name}: `{}` {:.2} dB at int16 < {:.2} dB at int8",
+                a.name,
+                b.output.sqnr_db,
+                a.output.sqnr_db
+            );
+        }
+    }
+}
