@@ -393,7 +393,10 @@ pub fn run<P: OutputPin>(
     drop(tx);
 
     let mut smoother = Smoother::new(cfg.smooth, labels.len());
-    let mut pending: heapless::Vec<Box<Outcome>, MAX_THREADS> = heapless::Vec::new();
+    // Results that arrived before an earlier ticket's. Not a fixed-capacity list: a worker sends
+    // its result and takes the next frame at once, so the others can run any number of frames
+    // ahead of a slow one, and a full list would drop a result and stall the order for good.
+    let mut pending: Vec<Box<Outcome>> = Vec::with_capacity(MAX_THREADS);
     let mut next_ticket = 0u64;
     let mut last_seq: Option<u64> = None;
     let mut summary = Summary {
@@ -447,8 +450,7 @@ pub fn run<P: OutputPin>(
             // Once stopping, results still in flight are not reported.
             Msg::Result(_) if stop.load(Ordering::Relaxed) => {}
             Msg::Result(o) => {
-                // At most one result per worker is pending, so this cannot overflow.
-                let _ = pending.push(o);
+                pending.push(o);
                 while let Some(i) = pending.iter().position(|o| o.ticket == next_ticket) {
                     let o = pending.swap_remove(i);
                     next_ticket += 1;
