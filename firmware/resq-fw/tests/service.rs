@@ -211,9 +211,13 @@ fn a_lost_camera_is_reopened_with_backoff_and_the_run_goes_on() {
         (status.first(), status.last()),
         (Some(&false), Some(&false))
     );
+    // Lit, dark at the first loss, lit again later. Not necessarily three times: the second
+    // session's one result is computed while its capture thread already reports the loss, so
+    // it can arrive after the loss and keep the LED lit into the third session (only changes
+    // are written). A third lit entry is a matter of thread timing (seen missing under qemu).
     assert!(
-        status.iter().filter(|&&v| v).count() >= 3,
-        "lit in each of the three camera sessions: {status:?}"
+        status.iter().filter(|&&v| v).count() >= 2,
+        "lit before and after the camera was lost: {status:?}"
     );
     let green: Vec<bool> = log
         .iter()
