@@ -92,6 +92,52 @@ fn unsupported_op_error_names_node_and_op() {
         msg.contains("supported: Conv"),
         "the error lists what resq supports: {msg}"
     );
+    assert!(
+        msg.contains("after `input`") && msg.contains("before `gap"),
+        "the error says where the node sits: {msg}"
+    );
+}
+
+/// `model_with`, its input's batch symbolic (`N`) and value_info pinning the batch to 1, as
+/// onnxruntime's quantize_static writes it.
+fn model_with_conflicting_value_info() -> Vec<u8> {
+    let mut model = ModelProto::decode(&*model_with("Relu", "relu")).unwrap();
+    let graph = model.graph.as_mut().unwrap();
+    let mut input = value_info("input", &[1, 3, 8, 8]);
+    if let Some(type_proto::Value::TensorType(t)) =
+        input.r#type.as_mut().and_then(|t| t.value.as_mut())
+    {
+        t.shape.as_mut().unwrap().dim[0].value = Some(dimension::Value::DimParam("N".into()));
+    }
+    graph.input = vec![input];
+    graph.value_info = vec![
+        value_info("a", &[1, 3, 8, 8]),
+        value_info("b", &[1, 3, 1, 1]),
+    ];
+    model.encode_to_vec()
+}
+
+#[test]
+fn value_info_pinning_the_batch_does_not_stop_conversion() {
+    convert_onnx(&model_with_conflicting_value_info())
+        .expect("value_info with batch 1 against an input of batch N converts");
+}
+
+#[test]
+fn converting_a_resq_file_says_it_is_already_converted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.resq");
+    std::fs::write(&path, resnet8_file()).unwrap();
+    let err = convert(&ConvertOptions::new(&path)).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("already a resq model file"), "{msg}");
+    let junk = dir.path().join("junk.onnx");
+    std::fs::write(&junk, b"\x08\x07this is not protobuf \xff\xff\xff").unwrap();
+    let msg = format!("{:#}", convert(&ConvertOptions::new(&junk)).unwrap_err());
+    assert!(
+        msg.contains("is not an ONNX model") && msg.contains("junk.onnx"),
+        "{msg}"
+    );
 }
 
 #[test]

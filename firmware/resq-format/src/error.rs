@@ -132,6 +132,30 @@ pub enum FormatError {
         /// What is wrong.
         why: &'static str,
     },
+    /// The resize block (format version 3) cannot give the model input by a centre crop.
+    #[error(
+        "preprocessing: resize to {}×{} before the {}×{} centre crop of the model input {why}; \
+         re-convert with `resq convert --resize` (or `--crop-ratio`) giving a size from the \
+         input's up to {}",
+        size[0], size[1], input[0], input[1], crate::MAX_IMAGE_DIM
+    )]
+    BadResize {
+        /// The resize `[width, height]` in the file.
+        size: [u32; 2],
+        /// The model input `[width, height]`.
+        input: [u32; 2],
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// The resize block names a mode this reader does not know (a newer resq wrote it).
+    #[error(
+        "preprocessing: unknown resize mode {mode} (this reader knows 0 = shorter side, \
+         1 = squash); update resq-fw / resq, or re-convert with this version's `resq convert`"
+    )]
+    UnknownResizeMode {
+        /// The mode's tag in the file.
+        mode: u32,
+    },
     /// A reference into the data section is out of bounds or misaligned.
     #[error("layer {layer} (`{name}`): `{field}` data range {offset}+{len} is outside the {data_len}-byte data section or misaligned")]
     BadDataRef {

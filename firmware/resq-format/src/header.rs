@@ -6,7 +6,7 @@ use crate::FormatError;
 /// as in PNG.
 pub const MAGIC: [u8; 8] = *b"\x89RESQ\r\n\x1a";
 /// The format version this crate reads and writes. See `SPEC.md` for the versioning rule.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 /// Size of the header in bytes.
 pub const HEADER_LEN: usize = 64;
 
@@ -93,13 +93,13 @@ impl Header {
         if u16_at(10) as usize != HEADER_LEN {
             return Err(FormatError::BadHeader {
                 field: "header_len",
-                why: "must be 64 in format versions 1 and 2",
+                why: "must be 64 in format versions 1 to 3",
             });
         }
         if u32_at(12) != 0 {
             return Err(FormatError::BadHeader {
                 field: "flags",
-                why: "no flags are defined in format versions 1 and 2; the file is damaged",
+                why: "no flags are defined in format versions 1 to 3; the file is damaged",
             });
         }
         if u32_at(60) != 0 {

@@ -50,3 +50,6 @@ pub const MAX_STRIDE: u16 = 16;
 pub const MAX_DOT_LEN: u32 = 65536;
 /// Largest pooling window area (global pooling of a 64×64 map).
 pub const MAX_POOL_AREA: u32 = 4096;
+/// Largest width or height of a frame, and of the image a frame is resized to before the crop
+/// ([`Resize::size`]).
+pub const MAX_IMAGE_DIM: u32 = 65535;

@@ -130,6 +130,68 @@ pub struct Int16Tensor {
     pub clamp: [i16; 2],
 }
 
+/// Format version 3: how a frame of any size is resized before the centre crop to the model
+/// input. Encoded with postcard right after [`Precision`], inside `meta_len`; version 1 and 2
+/// files have no such block and read as [`Resize::shorter_side`] of the input (the only recipe
+/// they knew).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resize {
+    /// How the frame is scaled to `size`.
+    pub mode: ResizeMode,
+    /// `[width, height]` the frame is resized to before the model input's centre crop; each
+    /// at least the input's and at most [`crate::MAX_IMAGE_DIM`].
+    pub size: [u32; 2],
+}
+
+/// How a frame is scaled to [`Resize::size`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ResizeMode {
+    /// Aspect ratio kept, scaled so the frame just covers `size`: for a square `size` the
+    /// shorter side becomes `size` (torchvision's `Resize(int)`); the longer side overhangs
+    /// and the crop cuts it.
+    Shorter,
+    /// Each side scaled straight to `size`, aspect ratio not kept (Keras / TFLite).
+    Squash,
+}
+
+impl Resize {
+    /// Shorter side (aspect kept) to the `width`×`height` input itself, then the centre: the
+    /// recipe of version 1 and 2 files and the default of `resq convert`.
+    pub fn shorter_side(width: u32, height: u32) -> Resize {
+        Resize {
+            mode: ResizeMode::Shorter,
+            size: [width, height],
+        }
+    }
+}
+
+impl ResizeMode {
+    /// Postcard tag of the mode (its variant index).
+    pub fn tag(self) -> u32 {
+        match self {
+            ResizeMode::Shorter => 0,
+            ResizeMode::Squash => 1,
+        }
+    }
+
+    /// The mode of a postcard tag, `None` for a tag this reader does not know.
+    pub fn from_tag(tag: u32) -> Option<ResizeMode> {
+        match tag {
+            0 => Some(ResizeMode::Shorter),
+            1 => Some(ResizeMode::Squash),
+            _ => None,
+        }
+    }
+
+    /// Lower-case name, as `resq convert --resize-mode` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ResizeMode::Shorter => "shorter",
+            ResizeMode::Squash => "squash",
+        }
+    }
+}
+
 /// Provenance: enough to tell which model, which calibration and which tool made a file.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Provenance<'a> {

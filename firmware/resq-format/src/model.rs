@@ -15,6 +15,9 @@ pub struct Model<'a> {
     pub meta: Metadata<'a>,
     /// Which tensors are int16 (empty in version 1 files).
     pub precision: Precision,
+    /// How frames are resized before the centre crop to the input (version 1 and 2 files:
+    /// [`Resize::shorter_side`] of the input, the only recipe they knew).
+    pub resize: Resize,
     data: &'a [u8],
 }
 
@@ -219,6 +222,15 @@ impl<'a> Model<'a> {
         } else {
             (Precision::default(), rest)
         };
+        // Version 3 appends the resize recipe: a mode tag and `[width, height]`, decoded as
+        // plain integers so an unknown mode is its own error rather than "bad metadata".
+        let (resize, rest) = if header.version >= 3 {
+            let (wire, rest) = postcard::take_from_bytes::<(u32, [u32; 2])>(rest)
+                .map_err(|e| FormatError::BadMetadata(postcard_why(e)))?;
+            (Some(wire), rest)
+        } else {
+            (None, rest)
+        };
         // `meta_len` is the exact postcard length (so a damaged `meta_len`, which the CRC does
         // not cover, is refused); bytes up to the aligned data section must be zero padding.
         if !rest.is_empty()
@@ -230,13 +242,21 @@ impl<'a> Model<'a> {
                 "unexpected bytes after the metadata",
             ));
         }
-        let model = Model {
+        let mut model = Model {
             header,
             meta,
             precision,
+            resize: Resize::shorter_side(0, 0),
             data,
         };
         model.validate()?;
+        // The input tensor is valid now.
+        let t = model.input();
+        let input = [t.shape[2], t.shape[1]];
+        model.resize = match resize {
+            Some((mode, size)) => check_resize(mode, size, input)?,
+            None => Resize::shorter_side(input[0], input[1]),
+        };
         Ok(model)
     }
 
@@ -739,6 +759,27 @@ impl<'a> Model<'a> {
         }
         Ok(())
     }
+}
+
+/// The resize block's recipe, checked against the model input `[width, height]`: a known mode,
+/// each side from the input's up to [`MAX_IMAGE_DIM`].
+fn check_resize(mode: u32, size: [u32; 2], input: [u32; 2]) -> Result<Resize, FormatError> {
+    let mode = ResizeMode::from_tag(mode).ok_or(FormatError::UnknownResizeMode { mode })?;
+    let bad = |why| FormatError::BadResize { size, input, why };
+    if size.contains(&0) {
+        return Err(bad("has a zero side"));
+    }
+    if size.iter().any(|&d| d > MAX_IMAGE_DIM) {
+        return Err(bad(
+            "is larger than 65535 pixels a side, the largest image resq resizes",
+        ));
+    }
+    if size[0] < input[0] || size[1] < input[1] {
+        return Err(bad(
+            "is smaller than the model input, so the crop would not fit",
+        ));
+    }
+    Ok(Resize { mode, size })
 }
 
 fn postcard_why(e: postcard::Error) -> &'static str {

@@ -3,7 +3,7 @@
 use alloc::vec::Vec;
 
 use crate::header::{body_crc, Header, FORMAT_VERSION, HEADER_LEN};
-use crate::meta::{DataRef, Metadata, Precision};
+use crate::meta::{DataRef, Metadata, Precision, Resize};
 use crate::DATA_ALIGN;
 
 /// Accumulates the raw data section: each array is appended at an offset aligned for its
@@ -80,15 +80,43 @@ impl DataSection {
     }
 }
 
-/// Serialises metadata, the int16 block and data into a complete file image
+/// The blocks that follow [`Metadata`] in the metadata section (format version 2 on).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Blocks {
+    /// The int16 block (version 2): tensors and weights kept at int16.
+    pub precision: Precision,
+    /// The resize recipe (version 3); `None` writes [`Resize::shorter_side`] of the input
+    /// tensor, the recipe version 1 and 2 files imply.
+    pub resize: Option<Resize>,
+}
+
+impl From<Precision> for Blocks {
+    fn from(precision: Precision) -> Blocks {
+        Blocks {
+            precision,
+            resize: None,
+        }
+    }
+}
+
+/// Serialises metadata, the blocks after it and data into a complete file image
 /// (format version [`FORMAT_VERSION`]).
 pub fn write_file(
     meta: &Metadata<'_>,
-    precision: &Precision,
+    blocks: &Blocks,
     data: &DataSection,
 ) -> Result<Vec<u8>, postcard::Error> {
+    let resize = blocks.resize.unwrap_or_else(|| {
+        // An invalid input index leaves a zero size: the graph check refuses the file first.
+        let shape = meta
+            .tensors
+            .get(meta.input.tensor as usize)
+            .map_or([0; 4], |t| t.shape);
+        Resize::shorter_side(shape[2], shape[1])
+    });
     let mut meta_bytes = postcard::to_allocvec(meta)?;
-    meta_bytes.extend_from_slice(&postcard::to_allocvec(precision)?);
+    meta_bytes.extend_from_slice(&postcard::to_allocvec(&blocks.precision)?);
+    meta_bytes.extend_from_slice(&postcard::to_allocvec(&resize)?);
     let meta_len = meta_bytes.len();
     let data_offset = (HEADER_LEN + meta_len).div_ceil(DATA_ALIGN) * DATA_ALIGN;
     let file_len = data_offset + data.bytes.len();

@@ -132,7 +132,9 @@ fn rejects_max_pool_between_int16_and_int8() {
 fn rejects_version_2_file_without_the_block() {
     let (meta, data) = tiny_parts();
     let meta_bytes = postcard::to_allocvec(&meta).unwrap();
-    let file = assemble(&meta_bytes, data_bytes(&data, &tiny_model()));
+    let mut file = assemble(&meta_bytes, data_bytes(&data, &tiny_model()));
+    set_u16(&mut file, field::VERSION, 2);
+    recrc(&mut file);
     assert!(matches!(
         parse_err(&file),
         FormatError::BadMetadata("it ends early")
@@ -179,7 +181,7 @@ fn wide_conv1(edit: impl FnOnce(&mut Precision, &mut resq_format::Metadata<'stat
     let mut precision = Precision::default();
     precision.int16_weights.push(L_CONV1 as u16).unwrap();
     edit(&mut precision, &mut meta);
-    resq_format::write::write_file(&meta, &precision, &data).unwrap()
+    resq_format::write::write_file(&meta, &precision.into(), &data).unwrap()
 }
 
 #[test]
@@ -221,7 +223,7 @@ fn rejects_int8_sized_weights_or_biases_on_an_int16_weight_layer() {
     let (meta, data) = tiny_parts();
     let mut precision = Precision::default();
     precision.int16_weights.push(L_CONV1 as u16).unwrap();
-    let file = resq_format::write::write_file(&meta, &precision, &data).unwrap();
+    let file = resq_format::write::write_file(&meta, &precision.into(), &data).unwrap();
     match parse_err(&file) {
         FormatError::ShapeMismatch { layer, what, .. }
         | FormatError::BadDataRef {
@@ -250,7 +252,7 @@ fn rejects_an_i64_bias_beyond_two_to_the_62() {
     c.bias = data.push_i64(&b64);
     let mut precision = Precision::default();
     precision.int16_weights.push(L_CONV1 as u16).unwrap();
-    let file = resq_format::write::write_file(&meta, &precision, &data).unwrap();
+    let file = resq_format::write::write_file(&meta, &precision.into(), &data).unwrap();
     match parse_err(&file) {
         FormatError::OutOfRange { layer, field, .. } => {
             assert_eq!((layer, field), (L_CONV1, "bias"))

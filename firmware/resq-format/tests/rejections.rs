@@ -327,7 +327,7 @@ fn rejects_misaligned_buffer() {
 
 /// The tiny model with its layer list replaced by `layers` (any length: postcard encodes a
 /// struct exactly as the tuple of its fields, and a `heapless::Vec` exactly as a `Vec`),
-/// followed by the version 2 int16 block (empty).
+/// followed by the version 2 int16 block (empty) and the version 3 resize block.
 fn with_layers(layers: &[Layer<'static>]) -> Vec<u8> {
     let (m, _) = tiny_parts();
     let meta_bytes = postcard::to_allocvec(&(
@@ -340,6 +340,7 @@ fn with_layers(layers: &[Layer<'static>]) -> Vec<u8> {
         m.provenance,
         m.self_test,
         Precision::default(),
+        Resize::shorter_side(4, 4),
     ))
     .unwrap();
     assemble(&meta_bytes, data_section(&tiny_model()))
@@ -820,6 +821,105 @@ fn rejects_output_never_written() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The resize block (version 3). The tiny model's input is 4×4.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn rejects_resize_smaller_than_the_input() {
+    for size in [[3, 4], [4, 3], [1, 1]] {
+        let e = parse_err(&build_with_resize(Resize {
+            mode: ResizeMode::Shorter,
+            size,
+        }));
+        assert!(
+            matches!(e, FormatError::BadResize { size: s, input: [4, 4], why } if s == size && why.contains("smaller")),
+            "{e:?}"
+        );
+    }
+}
+
+#[test]
+fn rejects_zero_resize() {
+    for size in [[0, 4], [4, 0], [0, 0]] {
+        let e = parse_err(&build_with_resize(Resize {
+            mode: ResizeMode::Squash,
+            size,
+        }));
+        assert!(
+            matches!(e, FormatError::BadResize { why, .. } if why.contains("zero")),
+            "{e:?}"
+        );
+    }
+}
+
+#[test]
+fn rejects_resize_over_the_frame_limit() {
+    for size in [
+        [MAX_IMAGE_DIM + 1, 4],
+        [4, MAX_IMAGE_DIM + 1],
+        [u32::MAX, u32::MAX],
+    ] {
+        let e = parse_err(&build_with_resize(Resize {
+            mode: ResizeMode::Shorter,
+            size,
+        }));
+        assert!(
+            matches!(e, FormatError::BadResize { why, .. } if why.contains("65535")),
+            "{e:?}"
+        );
+    }
+    // The limit itself is accepted.
+    parse(&build_with_resize(Resize {
+        mode: ResizeMode::Shorter,
+        size: [MAX_IMAGE_DIM, 4],
+    }))
+    .expect("65535 is the largest side");
+}
+
+#[test]
+fn rejects_unknown_resize_mode() {
+    let file = with_resize_block(&postcard::to_allocvec(&(2u32, [4u32, 4u32])).unwrap());
+    let e = parse_err(&file);
+    assert!(
+        matches!(e, FormatError::UnknownResizeMode { mode: 2 }),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("update resq-fw"), "{e}");
+}
+
+#[test]
+fn rejects_version_3_file_without_the_resize_block() {
+    let e = parse_err(&with_resize_block(&[]));
+    assert!(
+        matches!(e, FormatError::BadMetadata("it ends early")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn rejects_bytes_after_the_resize_block() {
+    let mut block = postcard::to_allocvec(&Resize::shorter_side(4, 4)).unwrap();
+    block.push(0);
+    let e = parse_err(&with_resize_block(&block));
+    assert!(
+        matches!(
+            e,
+            FormatError::BadMetadata("unexpected bytes after the metadata")
+        ),
+        "{e:?}"
+    );
+}
+
+/// The tiny model with `block` in place of its resize block.
+fn with_resize_block(block: &[u8]) -> Vec<u8> {
+    let (m, _) = tiny_parts();
+    let mut meta_bytes = postcard::to_allocvec(&m).unwrap();
+    meta_bytes.extend(postcard::to_allocvec(&Precision::default()).unwrap());
+    meta_bytes.extend_from_slice(block);
+    assemble(&meta_bytes, data_section(&tiny_model()))
+}
+
+// ---------------------------------------------------------------------------------------------
 // Messages.
 // ---------------------------------------------------------------------------------------------
 
@@ -843,6 +943,8 @@ fn every_error_has_a_message() {
             tiny_parts().0.layers[0];
             MAX_LAYERS + 1
         ])),
+        parse_err(&build_with_resize(Resize::shorter_side(2, 4))),
+        parse_err(&with_resize_block(&[9, 4, 4])),
     ];
     for e in errors {
         let text = e.to_string();

@@ -88,6 +88,9 @@ fn file_layout_follows_the_spec() {
     let mut meta_bytes = postcard::to_allocvec(&meta).unwrap();
     // Version 2: the (empty) int16 block follows the metadata.
     meta_bytes.extend(postcard::to_allocvec(&Precision::default()).unwrap());
+    // Version 3: then the resize recipe, by default the shorter side to the 4×4 input: mode
+    // tag 0 (shorter side) and [width, height] as two varints.
+    meta_bytes.extend([0x00, 0x04, 0x04]);
     // The independent assembler in `common` lays the file out from SPEC.md alone.
     assert_eq!(file, assemble(&meta_bytes, data_section(&file)));
     assert_eq!(get_u64(&file, field::META_LEN), meta_bytes.len() as u64);
@@ -121,20 +124,21 @@ fn golden_header() {
     const EXPECTED: [u8; 64] = [
         // magic \x89RESQ\r\n\x1a
         0x89, 0x52, 0x45, 0x53, 0x51, 0x0d, 0x0a, 0x1a,
-        // version 2, header_len 64, flags 0
-        0x02, 0x00, 0x40, 0x00, 0x00, 0x00, 0x00, 0x00,
+        // version 3, header_len 64, flags 0
+        0x03, 0x00, 0x40, 0x00, 0x00, 0x00, 0x00, 0x00,
         // file_len 1673
         0x89, 0x06, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
         // meta_offset 64
         0x40, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-        // meta_len 378 (376 of metadata + 2 for the empty Precision block: two empty lists)
-        0x7a, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-        // data_offset 448 (64 + 378 rounded up to a multiple of 64)
+        // meta_len 381 (376 of metadata + 2 for the empty Precision block: two empty lists
+        // + 3 for the version 3 resize block: shorter side, 4, 4)
+        0x7d, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        // data_offset 448 (64 + 381 rounded up to a multiple of 64)
         0xc0, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
         // data_len 1225 (448 + 1225 = 1673)
         0xc9, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-        // crc32 0xc464214d (the block's two zero bytes were padding in version 1), reserved 0
-        0x4d, 0x21, 0x64, 0xc4, 0x00, 0x00, 0x00, 0x00,
+        // crc32 0xdc00dcd6 (the resize block's bytes were padding in version 2), reserved 0
+        0xd6, 0xdc, 0x00, 0xdc, 0x00, 0x00, 0x00, 0x00,
     ];
     assert_eq!(file[..HEADER_LEN], EXPECTED, "{:02x?}", &file[..HEADER_LEN]);
 }

@@ -8,7 +8,7 @@ use image::codecs::jpeg::JpegDecoder;
 use image::{ColorType, ImageDecoder};
 use resq_engine::Engine;
 use resq_preprocess::{
-    channel_count, ChannelOrder, Frame, PixelFormat, PreprocessError, Resampler,
+    channel_count, ChannelOrder, Frame, PixelFormat, PreprocessError, Resampler, Resize,
 };
 
 use crate::frame::FrameBuf;
@@ -66,21 +66,22 @@ impl From<PreprocessError> for FrameError {
     }
 }
 
-/// Turns frames into the model's input: plans (and keeps) a resampler per frame size and decodes
-/// JPEG frames into a reused buffer.
+/// Turns frames into the model's input: plans (and keeps) a resampler per frame size and resize
+/// recipe, and decodes JPEG frames into a reused buffer.
 #[derive(Default)]
 pub struct Preparer {
-    resampler: Option<Resampler>,
+    resampler: Option<(Resize, Resampler)>,
     decoded: Vec<u8>,
     input: Vec<i8>,
 }
 
 impl Preparer {
     /// Runs `f` on the frame as the fused preprocessing reads it (a JPEG decoded first) with a
-    /// resampler planned for a `w`×`h` output.
+    /// resampler planned for `resize` and then the centre crop to a `w`×`h` output.
     fn with_frame(
         &mut self,
         frame: &FrameBuf,
+        resize: Resize,
         w: usize,
         h: usize,
         f: impl FnOnce(&mut Resampler, &Frame) -> Result<(), PreprocessError>,
@@ -95,49 +96,56 @@ impl Preparer {
                 Frame::contiguous(format, fw, fh, 0, decoded)?
             }
         };
-        let planned = resampler.as_ref().is_some_and(|r| {
+        let planned = resampler.as_ref().is_some_and(|(planned, r)| {
             let g = r.geometry();
-            g.source == [raw.width, raw.height] && g.output == [w, h]
+            *planned == resize && g.source == [raw.width, raw.height] && g.output == [w, h]
         });
         if !planned {
-            *resampler = Some(Resampler::new(raw.width, raw.height, w, h)?);
+            let r = Resampler::with_resize(raw.width, raw.height, resize, w, h)?;
+            *resampler = Some((resize, r));
         }
         match resampler.as_mut() {
-            Some(r) => Ok(f(r, &raw)?),
+            Some((_, r)) => Ok(f(r, &raw)?),
             None => unreachable!("planned above"),
         }
     }
 
-    /// The model-input pixels (`[h][w][c]` in `order`) of a frame: what the host tool computes
-    /// for the same image.
+    /// The model-input pixels (`[h][w][c]` in `order`) of a frame resized by `resize` and
+    /// centre-cropped to `w`×`h`: what the host tool computes for the same image.
     pub fn pixels(
         &mut self,
         frame: &FrameBuf,
+        resize: Resize,
         w: usize,
         h: usize,
         order: ChannelOrder,
         out: &mut [u8],
     ) -> Result<(), FrameError> {
-        self.with_frame(frame, w, h, |r, raw| r.pixels(raw, order, out))
+        self.with_frame(frame, resize, w, h, |r, raw| r.pixels(raw, order, out))
     }
 
     /// The int8 input of a frame through the model's lookup table, in one pass.
+    #[allow(clippy::too_many_arguments)]
     pub fn quantize(
         &mut self,
         frame: &FrameBuf,
+        resize: Resize,
         w: usize,
         h: usize,
         order: ChannelOrder,
         lut: &[i8],
         out: &mut [i8],
     ) -> Result<(), FrameError> {
-        self.with_frame(frame, w, h, |r, raw| r.quantize(raw, order, lut, out))
+        self.with_frame(frame, resize, w, h, |r, raw| {
+            r.quantize(raw, order, lut, out)
+        })
     }
 
-    /// Writes `frame` into `engine`'s input (crop, resize, colour, normalisation and
-    /// quantization in one pass).
+    /// Writes `frame` into `engine`'s input (resize by the file's recipe, centre crop, colour,
+    /// normalisation and quantization in one pass).
     pub fn prepare(&mut self, frame: &FrameBuf, engine: &mut Engine) -> Result<(), FrameError> {
         let model = engine.model();
+        let resize = model.resize;
         let shape = model.input().shape;
         let (h, w) = (shape[1] as usize, shape[2] as usize);
         let order = model.meta.input.channels;
@@ -145,7 +153,7 @@ impl Preparer {
         let mut input = std::mem::take(&mut self.input);
         input.resize(h * w * channel_count(order), 0);
         let result = self
-            .quantize(frame, w, h, order, lut, &mut input)
+            .quantize(frame, resize, w, h, order, lut, &mut input)
             .and_then(|_| {
                 engine
                     .set_input(&input)

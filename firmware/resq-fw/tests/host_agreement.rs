@@ -1,6 +1,8 @@
 //! The fused preprocessing of camera frames agrees with the host tool's preprocessing (the one
 //! `resq convert` and `resq eval` use) within 1 LSB on every value, for YUYV, NV12, I420, UYVY,
-//! RGB, BGRx (padded rows), GREY and MJPEG frames of real images.
+//! RGB, BGRx (padded rows), GREY and MJPEG frames of real images, under every resize recipe;
+//! and a model converted with torchvision's recipe (resize 256, crop 224) gets the same top-1
+//! from `resq eval` and from `resq-fw classify`.
 //!
 //! The "camera" encodes each image into the frame format; the host side decodes the same frame
 //! to RGB with the documented conversion (BT.601 limited range, nearest chroma, written here in
@@ -13,7 +15,7 @@ mod common;
 use common::{photos, resnet8};
 use image::{DynamicImage, GrayImage, RgbImage};
 use resq_engine::{AlignedBytes, Engine};
-use resq_format::{ChannelOrder, Layout};
+use resq_format::{ChannelOrder, Layout, Resize, ResizeMode};
 use resq_fw::classify::Preparer;
 use resq_fw::frame::FrameBuf;
 use resq_host::eval::preprocess_of;
@@ -231,8 +233,16 @@ fn int8_input_matches_the_host_within_one_lsb_for_every_format() {
                 .map(|(i, &p)| lut[(i % c) * 256 + p as usize] as i32)
                 .collect();
             let mut fw = vec![0i8; host.len()];
-            prep.quantize(&frame, pre.width, pre.height, pre.channels, lut, &mut fw)
-                .unwrap();
+            prep.quantize(
+                &frame,
+                pre.resize,
+                pre.width,
+                pre.height,
+                pre.channels,
+                lut,
+                &mut fw,
+            )
+            .unwrap();
             let fw: Vec<i32> = fw.iter().map(|&v| v as i32).collect();
             let (worst, differ) = compare(&host, &fw);
             assert!(
@@ -249,16 +259,25 @@ fn int8_input_matches_the_host_within_one_lsb_for_every_format() {
 }
 
 #[test]
-fn pixels_match_the_host_within_one_lsb_at_other_sizes_and_channel_orders() {
+fn pixels_match_the_host_within_one_lsb_at_other_sizes_channel_orders_and_recipes() {
+    use ResizeMode::{Shorter, Squash};
     let mut prep = Preparer::default();
-    for (w, h, order) in [
-        (224, 224, ChannelOrder::Rgb),
-        (96, 64, ChannelOrder::Bgr),
-        (40, 56, ChannelOrder::Grey),
+    for (w, h, order, mode, size) in [
+        (224, 224, ChannelOrder::Rgb, Shorter, [224, 224]),
+        (96, 64, ChannelOrder::Bgr, Shorter, [96, 64]),
+        (40, 56, ChannelOrder::Grey, Shorter, [40, 56]),
+        // torchvision's Resize(256) + CenterCrop(224).
+        (224, 224, ChannelOrder::Rgb, Shorter, [256, 256]),
+        // Keras: squash straight to the input; and squash, then crop, at odd sizes.
+        (224, 224, ChannelOrder::Bgr, Squash, [224, 224]),
+        (41, 33, ChannelOrder::Rgb, Squash, [47, 39]),
+        (39, 57, ChannelOrder::Grey, Shorter, [45, 65]),
     ] {
+        let resize = Resize { mode, size };
         let pre = Preprocess {
             height: h,
             width: w,
+            resize,
             channels: order,
             layout: Layout::Nchw,
             mean: [0.0; 3],
@@ -274,12 +293,12 @@ fn pixels_match_the_host_within_one_lsb_at_other_sizes_and_channel_orders() {
                     .map(|&v| v as i32)
                     .collect();
                 let mut fw = vec![0u8; host.len()];
-                prep.pixels(&frame, w, h, order, &mut fw).unwrap();
+                prep.pixels(&frame, resize, w, h, order, &mut fw).unwrap();
                 let fw: Vec<i32> = fw.iter().map(|&v| v as i32).collect();
                 let (worst, _) = compare(&host, &fw);
                 assert!(
                     worst <= 1,
-                    "{name} as {format} at {w}×{h} {order:?}: pixels differ by {worst}"
+                    "{name} as {format} at {w}×{h} {order:?} {resize:?}: pixels differ by {worst}"
                 );
                 if matches!(format, "RGB" | "BGRx" | "GREY" | "MJPEG") {
                     assert_eq!(
@@ -290,4 +309,131 @@ fn pixels_match_the_host_within_one_lsb_at_other_sizes_and_channel_orders() {
             }
         }
     }
+}
+
+/// The acceptance test of the resize recipe: a 224² model converted with torchvision's recipe
+/// (shorter side to 256, centre crop 224, ImageNet mean / std) stores that recipe, and
+/// `resq eval` (the host) and `resq-fw classify` (the board's binary) give every photo the same
+/// class with the same score — the board resizes camera frames exactly as calibration and
+/// evaluation did.
+#[test]
+fn torchvision_recipe_model_gets_the_same_top1_from_resq_eval_and_resq_fw_classify() {
+    use resq_host::convert::{convert, write_atomic, ConvertOptions, ResizeOptions};
+    use resq_host::eval::evaluate;
+    use resq_host::images::Sample;
+    use resq_host::synth::{synth_resnet, Arch, SynthSpec};
+
+    let dir = tempfile::tempdir().unwrap();
+    let onnx = dir.path().join("resnet18.onnx");
+    let onnx_bytes = synth_resnet(&SynthSpec {
+        arch: Arch::ResNet18,
+        size: 224,
+        classes: 10,
+        seed: 1,
+    })
+    .unwrap();
+    std::fs::write(&onnx, onnx_bytes).unwrap();
+    let converted = convert(&ConvertOptions {
+        calib: Some(common::models().join("photos")),
+        mean: [123.675, 116.28, 103.53],
+        std: [58.395, 57.12, 57.375],
+        mean_std_given: true,
+        resize: ResizeOptions {
+            resize: Some(256),
+            crop: Some([224, 224]),
+            ..ResizeOptions::default()
+        },
+        ..ConvertOptions::new(&onnx)
+    })
+    .unwrap();
+    assert!(converted.warnings.is_empty(), "{:?}", converted.warnings);
+    let file = dir.path().join("resnet18.resq");
+    write_atomic(&file, &converted.bytes).unwrap();
+
+    let bytes = AlignedBytes::new(&std::fs::read(&file).unwrap());
+    let mut engine = Engine::from_bytes(bytes.as_bytes()).unwrap();
+    let stored = Resize {
+        mode: ResizeMode::Shorter,
+        size: [256, 256],
+    };
+    assert_eq!(
+        engine.model().resize,
+        stored,
+        "the recipe is stored in the file"
+    );
+    let pre = preprocess_of(&engine);
+    assert_eq!(pre.resize, stored);
+
+    // The recipe matters for these photos: it changes the model's input (else this test would
+    // not tell the recipes apart).
+    let photos = photos();
+    let default = Preprocess {
+        resize: Resize::shorter_side(224, 224),
+        ..pre
+    };
+    assert!(photos.iter().any(|p| {
+        let img = image::open(p).unwrap();
+        pre.try_pixels(&img).unwrap() != default.try_pixels(&img).unwrap()
+    }));
+
+    // Host: `resq eval`'s evaluation, one prediction per photo (the labels do not matter here),
+    // and each photo's scores (all ten) through the same preprocessing.
+    let samples: Vec<Sample> = photos
+        .iter()
+        .map(|p| Sample {
+            path: p.clone(),
+            label: 0,
+        })
+        .collect();
+    let host = evaluate(&mut engine, &samples, None).unwrap().predictions;
+    assert_eq!(host.len(), photos.len());
+    let mut scores = vec![0.0; engine.model().classes()];
+    let host_scores: Vec<Vec<f32>> = photos
+        .iter()
+        .map(|p| {
+            engine
+                .set_input_pixels(&pre.load_pixels(p).unwrap())
+                .unwrap();
+            engine.run();
+            engine.scores(&mut scores);
+            scores.clone()
+        })
+        .collect();
+
+    // Board: the resq-fw binary on the same files.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_resq-fw"))
+        .args(["classify", "--json", "--top", "10", "--model"])
+        .arg(&file)
+        .args(&photos)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), photos.len());
+    for (((line, p), &class), scores) in lines.iter().zip(&photos).zip(&host).zip(&host_scores) {
+        let name = p.file_name().unwrap().to_string_lossy();
+        assert!(line["image"].as_str().unwrap().ends_with(&*name), "{line}");
+        assert_eq!(
+            line["class"].as_u64(),
+            Some(class as u64),
+            "{name}: resq eval says class {class}, resq-fw classify {line}"
+        );
+        // Every class's score: the board computed the very int8 output the host did.
+        let topk = line["topk"].as_array().unwrap();
+        assert_eq!(topk.len(), 10, "{line}");
+        for e in topk {
+            let c: usize = e["label"].as_str().unwrap()["class ".len()..]
+                .parse()
+                .unwrap();
+            assert_eq!(
+                e["score"].as_f64().unwrap() as f32,
+                scores[c],
+                "{name}: {line}"
+            );
+        }
+    }
+    eprintln!("per-photo classes (host = board): {host:?}");
 }

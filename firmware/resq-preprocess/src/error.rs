@@ -16,6 +16,14 @@ pub enum PreprocessError {
         /// Height given.
         height: usize,
     },
+    /// The resize recipe's size is zero, over [`crate::MAX_FRAME_DIM`], or smaller than the
+    /// model input it is cropped to.
+    BadResize {
+        /// Resize `[width, height]`.
+        size: [usize; 2],
+        /// Model input `[width, height]`.
+        output: [usize; 2],
+    },
     /// A plane's row stride is shorter than one row of pixels.
     Stride {
         /// Pixel format.
@@ -75,6 +83,16 @@ impl core::fmt::Display for PreprocessError {
             } => write!(
                 f,
                 "{what} size {width}×{height} is not usable: width and height must be 1..={}",
+                crate::MAX_FRAME_DIM
+            ),
+            PreprocessError::BadResize { size, output } => write!(
+                f,
+                "resize to {}×{} cannot be centre-cropped to the {}×{} model input: each side must \
+                 be from the input's up to {}; re-convert the model with a valid `resq convert --resize`",
+                size[0],
+                size[1],
+                output[0],
+                output[1],
                 crate::MAX_FRAME_DIM
             ),
             PreprocessError::Stride {

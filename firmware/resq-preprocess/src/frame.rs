@@ -5,7 +5,7 @@ use crate::error::PreprocessError;
 use crate::ChannelOrder;
 
 /// Largest frame (and model input) width or height.
-pub const MAX_FRAME_DIM: usize = 65535;
+pub const MAX_FRAME_DIM: usize = resq_format::MAX_IMAGE_DIM as usize;
 
 /// Pixel formats a frame may arrive in. Names follow V4L2 (GStreamer name in brackets).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -7,9 +7,11 @@
 //!
 //! # The arithmetic, once
 //!
-//! - **Geometry** ([`Geometry::fit`]): the frame is resized so its shorter side fits the model
-//!   input (aspect ratio kept, sizes rounded half up) and the centre is taken, as torchvision's
-//!   `Resize` + `CenterCrop`.
+//! - **Geometry** ([`Geometry::new`]): the frame is resized by the model file's [`Resize`]
+//!   recipe — shorter side to a size (aspect ratio kept, sizes rounded half up, torchvision's
+//!   `Resize`) or both sides straight to a size (squash, Keras / TFLite) — and the model
+//!   input's centre is taken (`CenterCrop`). Version 1 and 2 files resize the shorter side to
+//!   the input itself ([`Geometry::fit`]).
 //! - **Resize**: a separable triangle filter whose support widens with the downscale factor, so
 //!   a downscale averages every source pixel (area-correct, like `image`'s `Triangle` filter and
 //!   PIL's bilinear) and an upscale is bilinear. Weights are computed in exact integers, then
@@ -35,7 +37,7 @@ pub use color::{luma, yuv_to_rgb, YuvRange};
 pub use error::PreprocessError;
 pub use frame::{Frame, PixelFormat, MAX_FRAME_DIM};
 pub use resample::{Geometry, Resampler};
-pub use resq_format::ChannelOrder;
+pub use resq_format::{ChannelOrder, Resize, ResizeMode};
 
 /// Number of input channels of a channel order (grey is one).
 pub fn channel_count(order: ChannelOrder) -> usize {

@@ -6,11 +6,10 @@ use alloc::vec::Vec;
 
 use crate::error::PreprocessError;
 use crate::frame::{Frame, MAX_FRAME_DIM};
-use crate::{channel_count, ChannelOrder};
+use crate::{channel_count, ChannelOrder, Resize, ResizeMode};
 
-/// Where a frame's pixels land in the model input: the frame is resized to `resized` (its
-/// shorter side fits the input, aspect ratio kept) and the `output`-sized window at `crop` is
-/// kept.
+/// Where a frame's pixels land in the model input: the frame is resized to `resized` (by the
+/// model file's [`Resize`] recipe) and the `output`-sized window at `crop` is kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Geometry {
     /// Source `[width, height]`.
@@ -24,44 +23,74 @@ pub struct Geometry {
 }
 
 impl Geometry {
-    /// Resize-shorter-side-then-centre-crop, as torchvision's `Resize(size)` + `CenterCrop`:
-    /// the scale is `max(out_w / src_w, out_h / src_h)`, the other side is rounded half up,
-    /// and the window is centred (rounding down).
+    /// Resize-shorter-side-then-centre-crop to the output itself, as torchvision's
+    /// `Resize(size)` + `CenterCrop(size)`: [`Geometry::new`] with
+    /// [`Resize::shorter_side`] of the output (the recipe of version 1 and 2 files).
     pub fn fit(
         src_w: usize,
         src_h: usize,
         out_w: usize,
         out_h: usize,
     ) -> Result<Geometry, PreprocessError> {
-        let bad = |w: usize, h: usize| w == 0 || h == 0 || w > MAX_FRAME_DIM || h > MAX_FRAME_DIM;
-        if bad(src_w, src_h) {
+        Geometry::new(
+            [src_w, src_h],
+            Resize::shorter_side(out_w as u32, out_h as u32),
+            [out_w, out_h],
+        )
+    }
+
+    /// The geometry of `resize` followed by the centre crop to `output` (`[width, height]`).
+    ///
+    /// - [`ResizeMode::Shorter`]: aspect ratio kept, scale `max(size_w / src_w, size_h /
+    ///   src_h)` — for a square `size` the shorter side becomes `size` — the other side
+    ///   rounded half up (torchvision's `Resize(int)`).
+    /// - [`ResizeMode::Squash`]: each side straight to `size` (Keras, TFLite).
+    ///
+    /// Then the `output` window is centred (rounding down), as `CenterCrop`.
+    pub fn new(
+        source: [usize; 2],
+        resize: Resize,
+        output: [usize; 2],
+    ) -> Result<Geometry, PreprocessError> {
+        let bad = |[w, h]: [usize; 2]| w == 0 || h == 0 || w > MAX_FRAME_DIM || h > MAX_FRAME_DIM;
+        if bad(source) {
             return Err(PreprocessError::BadSize {
                 what: "frame",
-                width: src_w,
-                height: src_h,
+                width: source[0],
+                height: source[1],
             });
         }
-        if bad(out_w, out_h) {
+        if bad(output) {
             return Err(PreprocessError::BadSize {
                 what: "model input",
-                width: out_w,
-                height: out_h,
+                width: output[0],
+                height: output[1],
             });
         }
-        let (sw, sh, ow, oh) = (src_w as u64, src_h as u64, out_w as u64, out_h as u64);
-        // round(a · b / c), half up, in integers.
-        let scaled = |a: u64, b: u64, c: u64| ((2 * a * b + c) / (2 * c)) as usize;
-        let (rw, rh) = if ow * sh >= oh * sw {
-            // The width is the limiting side.
-            (out_w, scaled(sh, ow, sw).max(out_h))
-        } else {
-            (scaled(sw, oh, sh).max(out_w), out_h)
+        let size = resize.size.map(|d| d as usize);
+        if bad(size) || size[0] < output[0] || size[1] < output[1] {
+            return Err(PreprocessError::BadResize { size, output });
+        }
+        let [sw, sh] = source.map(|d| d as u64);
+        let [bw, bh] = size;
+        let resized = match resize.mode {
+            ResizeMode::Squash => size,
+            ResizeMode::Shorter => {
+                // round(a · b / c), half up, in integers.
+                let scaled = |a: u64, b: usize, c: u64| ((2 * a * b as u64 + c) / (2 * c)) as usize;
+                if bw as u64 * sh >= bh as u64 * sw {
+                    // The width is the limiting side.
+                    [bw, scaled(sh, bw, sw).max(bh)]
+                } else {
+                    [scaled(sw, bh, sh).max(bw), bh]
+                }
+            }
         };
         Ok(Geometry {
-            source: [src_w, src_h],
-            resized: [rw, rh],
-            crop: [(rw - out_w) / 2, (rh - out_h) / 2],
-            output: [out_w, out_h],
+            source,
+            resized,
+            crop: [(resized[0] - output[0]) / 2, (resized[1] - output[1]) / 2],
+            output,
         })
     }
 }
@@ -178,19 +207,40 @@ pub struct Resampler {
 
 impl Resampler {
     /// Plans the resize of `src_w`×`src_h` frames to a `out_w`×`out_h` model input
-    /// ([`Geometry::fit`]).
+    /// ([`Geometry::fit`]: shorter side to the input, centre crop).
     pub fn new(
         src_w: usize,
         src_h: usize,
         out_w: usize,
         out_h: usize,
     ) -> Result<Resampler, PreprocessError> {
-        let g = Geometry::fit(src_w, src_h, out_w, out_h)?;
+        Ok(Resampler::plan(Geometry::fit(src_w, src_h, out_w, out_h)?))
+    }
+
+    /// Plans the resize of `src_w`×`src_h` frames by the model file's `resize` recipe, then
+    /// the centre crop to the `out_w`×`out_h` input ([`Geometry::new`]).
+    pub fn with_resize(
+        src_w: usize,
+        src_h: usize,
+        resize: Resize,
+        out_w: usize,
+        out_h: usize,
+    ) -> Result<Resampler, PreprocessError> {
+        Ok(Resampler::plan(Geometry::new(
+            [src_w, src_h],
+            resize,
+            [out_w, out_h],
+        )?))
+    }
+
+    fn plan(g: Geometry) -> Resampler {
+        let [src_w, src_h] = g.source;
+        let [out_w, out_h] = g.output;
         let x = Axis::new(src_w, g.resized[0], g.crop[0], out_w);
         let y = Axis::new(src_h, g.resized[1], g.crop[1], out_h);
         let x_span = x.span();
         let ring_rows = y.max_taps();
-        Ok(Resampler {
+        Resampler {
             geometry: g,
             ring: vec![0; ring_rows * out_w * 3],
             ring_rows,
@@ -199,7 +249,7 @@ impl Resampler {
             x,
             y,
             x_span,
-        })
+        }
     }
 
     /// The planned geometry.

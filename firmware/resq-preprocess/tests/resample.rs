@@ -4,13 +4,19 @@
 use proptest::prelude::*;
 use resq_preprocess::{
     luma, yuv_to_rgb, ChannelOrder, Frame, Geometry, PixelFormat, PreprocessError, Resampler,
-    YuvRange,
+    Resize, ResizeMode, YuvRange, MAX_FRAME_DIM,
 };
 
 /// Triangle-filter resize + crop in f64, written from the definition (pixel centres at
 /// i + ½, half-width max(n/m, 1), weights normalised per output pixel), then rounded.
 fn reference(rgb: &[u8], w: usize, h: usize, ow: usize, oh: usize, c: usize) -> Vec<f64> {
-    let g = Geometry::fit(w, h, ow, oh).unwrap();
+    reference_for(rgb, &Geometry::fit(w, h, ow, oh).unwrap(), c)
+}
+
+/// [`reference`] for any geometry (resize recipe).
+fn reference_for(rgb: &[u8], g: &Geometry, c: usize) -> Vec<f64> {
+    let [w, h] = g.source;
+    let [ow, oh] = g.output;
     let weights = |n: usize, m: usize, o: usize| -> Vec<(usize, f64)> {
         let ratio = n as f64 / m as f64;
         let support = ratio.max(1.0);
@@ -91,6 +97,111 @@ fn geometry_follows_resize_then_centre_crop() {
     assert_eq!((g.resized, g.crop), ([64, 128], [0, 48]));
 }
 
+fn recipe(mode: ResizeMode, w: u32, h: u32) -> Resize {
+    Resize { mode, size: [w, h] }
+}
+
+#[test]
+fn resize_then_crop_geometry_keeps_the_aspect_ratio() {
+    use ResizeMode::Shorter;
+    // torchvision's Resize(256) + CenterCrop(224).
+    let g = Geometry::new([640, 480], recipe(Shorter, 256, 256), [224, 224]).unwrap();
+    assert_eq!((g.resized, g.crop), ([341, 256], [58, 16]));
+    let g = Geometry::new([480, 640], recipe(Shorter, 256, 256), [224, 224]).unwrap();
+    assert_eq!((g.resized, g.crop), ([256, 341], [16, 58]));
+    // A square frame: both sides to 256, a 16-pixel border cut all round.
+    let g = Geometry::new([500, 500], recipe(Shorter, 256, 256), [224, 224]).unwrap();
+    assert_eq!((g.resized, g.crop), ([256, 256], [16, 16]));
+    // Odd everything: 333 × 501 → width 255, height round(501 · 255 / 333) = round(383.65)
+    // = 384; crop (255 − 223) / 2 = 16, (384 − 223) / 2 = 80.5 → 80.
+    let g = Geometry::new([333, 501], recipe(Shorter, 255, 255), [223, 223]).unwrap();
+    assert_eq!((g.resized, g.crop), ([255, 384], [16, 80]));
+    // Half up: 3 × 2 to height 5 gives width 7.5 → 8.
+    let g = Geometry::new([3, 2], recipe(Shorter, 5, 5), [5, 5]).unwrap();
+    assert_eq!((g.resized, g.crop), ([8, 5], [1, 0]));
+    // A non-square box (input 64 wide × 32 high at crop ratio 0.5): covered, aspect kept.
+    let g = Geometry::new([100, 100], recipe(Shorter, 128, 64), [64, 32]).unwrap();
+    assert_eq!((g.resized, g.crop), ([128, 128], [32, 48]));
+    // The default recipe is `fit`.
+    for (w, h) in [(640, 480), (480, 640), (7, 3), (224, 224)] {
+        assert_eq!(
+            Geometry::new([w, h], Resize::shorter_side(32, 24), [32, 24]).unwrap(),
+            Geometry::fit(w, h, 32, 24).unwrap()
+        );
+    }
+}
+
+#[test]
+fn squash_geometry_ignores_the_aspect_ratio() {
+    use ResizeMode::Squash;
+    // Keras / TFLite: straight to the input, nothing cut.
+    for src in [[640, 480], [480, 640], [1, 999], [224, 224]] {
+        let g = Geometry::new(src, recipe(Squash, 224, 224), [224, 224]).unwrap();
+        assert_eq!((g.resized, g.crop), ([224, 224], [0, 0]), "{src:?}");
+    }
+    // Squash to 256 then crop 224; odd sizes round the offset down.
+    let g = Geometry::new([640, 480], recipe(Squash, 256, 256), [224, 224]).unwrap();
+    assert_eq!((g.resized, g.crop), ([256, 256], [16, 16]));
+    let g = Geometry::new([333, 501], recipe(Squash, 257, 230), [224, 223]).unwrap();
+    assert_eq!((g.resized, g.crop), ([257, 230], [16, 3]));
+}
+
+#[test]
+fn bad_recipes_are_refused_with_both_sizes() {
+    use ResizeMode::*;
+    for (mode, size) in [
+        (Shorter, [223, 256]),
+        (Squash, [256, 223]),
+        (Shorter, [0, 256]),
+        (Squash, [MAX_FRAME_DIM as u32 + 1, 256]),
+    ] {
+        let e = Geometry::new([640, 480], recipe(mode, size[0], size[1]), [224, 224]).unwrap_err();
+        assert_eq!(
+            e,
+            PreprocessError::BadResize {
+                size: size.map(|d| d as usize),
+                output: [224, 224]
+            }
+        );
+        let text = e.to_string();
+        assert!(text.contains(&format!("{}×{}", size[0], size[1])), "{text}");
+        assert!(text.contains("224×224"), "{text}");
+        assert!(
+            Resampler::with_resize(640, 480, recipe(mode, size[0], size[1]), 224, 224).is_err()
+        );
+    }
+}
+
+#[test]
+fn resize_then_crop_is_the_middle_of_the_bigger_resize() {
+    // Resizing to 48 then cropping 40 gives exactly the middle of resizing to 48 (no crop).
+    let (w, h) = (97, 61);
+    let px = image(w, h, 3, 11);
+    let frame = Frame::contiguous(PixelFormat::Rgb24, w, h, 0, &px).unwrap();
+    for mode in [ResizeMode::Shorter, ResizeMode::Squash] {
+        let mut full = Resampler::with_resize(w, h, recipe(mode, 48, 48), 48, 48).unwrap();
+        let [fw, fh] = full.geometry().output;
+        // Shorter: 97 × 61 → 76 × 48; the full resize is its own 48 × 48 centre.
+        let mut all = vec![0u8; fw * fh * 3];
+        full.pixels(&frame, ChannelOrder::Rgb, &mut all).unwrap();
+        let g_full = *full.geometry();
+        let mut cropped = Resampler::with_resize(w, h, recipe(mode, 48, 48), 40, 40).unwrap();
+        let g = *cropped.geometry();
+        assert_eq!(g.resized, g_full.resized, "{mode:?}");
+        let mut out = vec![0u8; 40 * 40 * 3];
+        cropped.pixels(&frame, ChannelOrder::Rgb, &mut out).unwrap();
+        let (dx, dy) = (g.crop[0] - g_full.crop[0], g.crop[1] - g_full.crop[1]);
+        assert_eq!((dx, dy), (4, 4), "{mode:?}");
+        for y in 0..40 {
+            assert_eq!(
+                out[y * 120..(y + 1) * 120],
+                all[((y + dy) * fw + dx) * 3..][..120],
+                "{mode:?} row {y}"
+            );
+        }
+    }
+}
+
 #[test]
 fn zero_sized_frames_and_inputs_are_refused_by_name() {
     let e = Geometry::fit(0, 480, 32, 32).unwrap_err();
@@ -135,6 +246,30 @@ proptest! {
         let want = reference(&px, w, h, ow, oh, c);
         for (i, (&a, &b)) in ours.iter().zip(&want).enumerate() {
             prop_assert!((a as f64 - b).abs() < 1.0, "{w}x{h} -> {ow}x{oh}, value {i}: {a} vs {b:.3}");
+        }
+    }
+
+    #[test]
+    fn every_recipe_is_within_one_of_the_float_reference(
+        w in 1usize..70, h in 1usize..70, ow in 1usize..30, oh in 1usize..30,
+        extra_w in 0u32..20, extra_h in 0u32..20, squash: bool, c in prop::sample::select(vec![1usize, 3]), seed: u64,
+    ) {
+        let mode = if squash { ResizeMode::Squash } else { ResizeMode::Shorter };
+        let resize = recipe(mode, ow as u32 + extra_w, oh as u32 + extra_h);
+        let px = image(w, h, c, seed);
+        let (format, order) = if c == 3 { (PixelFormat::Rgb24, ChannelOrder::Rgb) } else { (PixelFormat::Grey8, ChannelOrder::Grey) };
+        let frame = Frame::contiguous(format, w, h, 0, &px).unwrap();
+        let mut r = Resampler::with_resize(w, h, resize, ow, oh).unwrap();
+        let g = *r.geometry();
+        prop_assert!(g.resized[0] >= g.crop[0] + ow && g.resized[1] >= g.crop[1] + oh);
+        if squash {
+            prop_assert_eq!(g.resized, [ow + extra_w as usize, oh + extra_h as usize]);
+        }
+        let mut ours = vec![0u8; ow * oh * c];
+        r.pixels(&frame, order, &mut ours).unwrap();
+        let want = reference_for(&px, &g, c);
+        for (i, (&a, &b)) in ours.iter().zip(&want).enumerate() {
+            prop_assert!((a as f64 - b).abs() < 1.0, "{w}x{h} {resize:?} -> {ow}x{oh}, value {i}: {a} vs {b:.3}");
         }
     }
 

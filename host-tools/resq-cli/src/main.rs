@@ -8,11 +8,11 @@ use std::process::ExitCode;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use resq_engine::{AlignedBytes, Engine};
-use resq_format::{Layout, Model, Op};
+use resq_format::{Layout, Model, Op, ResizeMode};
 use resq_host::calibrate::Method;
-use resq_host::convert::{convert, write_atomic, ConvertOptions};
-use resq_host::eval::{evaluate, Reference};
-use resq_host::images::labelled_dataset;
+use resq_host::convert::{convert, write_atomic, ConvertOptions, ResizeOptions};
+use resq_host::eval::{evaluate, preprocess_of_model, Reference};
+use resq_host::images::labelled_dataset_for;
 use resq_host::synth::{synth_resnet, Arch, SynthSpec};
 
 mod deploy;
@@ -33,7 +33,10 @@ enum Command {
     /// Convert an ONNX ResNet to an int8 .resq file, calibrating on a folder of images.
     ///
     /// Examples:
-    ///   resq convert resnet18.onnx --calib photos/ --mean 123.7,116.3,103.5 --std 58.4,57.1,57.4 -o resnet18.resq
+    ///   resq convert resnet18.onnx --calib photos/ --resize 256 --crop 224 \
+    ///       --mean 123.675,116.28,103.53 --std 58.395,57.12,57.375 -o resnet18.resq   (torchvision)
+    ///   resq convert resnet50.onnx --calib photos/ --layout nhwc --bgr --resize-mode squash \
+    ///       --mean 103.939,116.779,123.68 --std 1 -o resnet50.resq            (Keras "caffe")
     ///   resq convert model_int8_qdq.onnx -o model.resq        (pre-quantized QDQ: keeps its scales)
     ///   resq convert resnet18.onnx --calib photos/ --auto-fallback -o resnet18.resq
     ///                                    (keeps the layers that lose most precision at int16)
@@ -112,6 +115,14 @@ enum LayoutArg {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum ResizeModeArg {
+    /// Aspect ratio kept: shorter side to the size, centre crop.
+    Shorter,
+    /// Both sides straight to the size (aspect ratio not kept).
+    Squash,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum MethodArg {
     /// Full observed range.
     Minmax,
@@ -131,12 +142,29 @@ struct ConvertArgs {
     /// images). Leave out for a pre-quantized (QDQ) model to keep its own scales.
     #[arg(long)]
     calib: Option<PathBuf>,
-    /// Per-channel mean in pixel units 0..255: x = (pixel − mean) / std. One value or R,G,B.
-    #[arg(long, default_value = "0,0,0")]
-    mean: String,
-    /// Per-channel standard deviation in pixel units. One value or R,G,B.
-    #[arg(long, default_value = "1,1,1")]
-    std: String,
+    /// Per-channel mean in pixel units 0..255 (not 0..1): x = (pixel − mean) / std. One value or
+    /// three, in the model's channel order. [default: 0]
+    #[arg(long)]
+    mean: Option<String>,
+    /// Per-channel standard deviation in pixel units 0..255. One value or three. [default: 1]
+    #[arg(long)]
+    std: Option<String>,
+    /// Resize each image so its shorter side is N pixels, then take the model input's centre
+    /// (torchvision's Resize(N) + CenterCrop; 256 for a 224 input). Default: the input size.
+    #[arg(long, value_name = "N", conflicts_with = "crop_ratio")]
+    resize: Option<u32>,
+    /// The centre crop, M or HxW: must be the model input size (resq crops to the input);
+    /// states the recipe in full, e.g. --resize 256 --crop 224.
+    #[arg(long, value_name = "M")]
+    crop: Option<String>,
+    /// The fraction of the resized image the crop keeps: the resize is floor(input / R), as
+    /// timm's crop_pct (0.875: 256 for a 224 input). Default 1.
+    #[arg(long, value_name = "R")]
+    crop_ratio: Option<f64>,
+    /// shorter: keep the aspect ratio, resize the shorter side and crop the centre (torchvision,
+    /// timm); squash: resize both sides straight to the size, aspect not kept (Keras, TFLite).
+    #[arg(long, value_enum, default_value = "shorter")]
+    resize_mode: ResizeModeArg,
     /// Input layout of the ONNX model.
     #[arg(long, value_enum, default_value = "nchw")]
     layout: LayoutArg,
@@ -178,12 +206,16 @@ struct EvalArgs {
     /// Image folder (ImageFolder layout, or the root the CSV's paths are relative to).
     #[arg(long)]
     images: PathBuf,
-    /// CSV with a header and columns `file` and `label` (class index).
+    /// CSV with a header and columns `file` and `label` (class index). Without it, class
+    /// folders are matched to the model's labels by name (or are class numbers: 0/, 3/).
     #[arg(long)]
     labels: Option<PathBuf>,
     /// The float ONNX model to compare with (run by tract).
     #[arg(long)]
     reference: Option<PathBuf>,
+    /// Also list each image with its true and predicted class (a "per_image" list in --json).
+    #[arg(long)]
+    per_image: bool,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -297,12 +329,38 @@ fn triple(flag: &str, s: &str) -> Result<[f32; 3]> {
     }
 }
 
+/// `--crop M` or `--crop HxW` as `[height, width]`.
+fn crop_size(s: &str) -> Result<[u32; 2]> {
+    let bad =
+        || anyhow!("--crop `{s}`: expected the model input size, M or HxW (e.g. 224 or 224x224)");
+    let parts: Vec<u32> = s
+        .split(['x', 'X', '×'])
+        .map(|p| p.trim().parse::<u32>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad())?;
+    match parts.as_slice() {
+        [m] => Ok([*m, *m]),
+        [h, w] => Ok([*h, *w]),
+        _ => Err(bad()),
+    }
+}
+
 fn cmd_convert(a: ConvertArgs) -> Result<()> {
     let opts = ConvertOptions {
         model: a.model,
         calib: a.calib,
-        mean: triple("mean", &a.mean)?,
-        std: triple("std", &a.std)?,
+        mean: triple("mean", a.mean.as_deref().unwrap_or("0"))?,
+        std: triple("std", a.std.as_deref().unwrap_or("1"))?,
+        mean_std_given: a.mean.is_some() || a.std.is_some(),
+        resize: ResizeOptions {
+            resize: a.resize,
+            crop_ratio: a.crop_ratio,
+            crop: a.crop.as_deref().map(crop_size).transpose()?,
+            mode: match a.resize_mode {
+                ResizeModeArg::Shorter => ResizeMode::Shorter,
+                ResizeModeArg::Squash => ResizeMode::Squash,
+            },
+        },
         layout: match a.layout {
             LayoutArg::Nchw => Layout::Nchw,
             LayoutArg::Nhwc => Layout::Nhwc,
@@ -328,6 +386,9 @@ fn cmd_convert(a: ConvertArgs) -> Result<()> {
         auto_fallback: a.auto_fallback.then_some(a.min_sqnr),
     };
     let c = convert(&opts)?;
+    for w in &c.warnings {
+        eprintln!("warning: {w}");
+    }
     write_atomic(&a.output, &c.bytes)?;
     if a.auto_fallback {
         if c.fallback.is_empty() {
@@ -346,6 +407,7 @@ fn cmd_convert(a: ConvertArgs) -> Result<()> {
     if !c.int16_layers.is_empty() {
         println!("int16 outputs: {}", c.int16_layers.join(", "));
     }
+    println!("preprocess: {}", c.preprocess);
     println!(
         "wrote {} ({} bytes, {} layers, {})",
         a.output.display(),
@@ -396,6 +458,7 @@ fn cmd_inspect(file: &Path) -> Result<()> {
         "  input  `{}` {:?} NHWC, {:?}, source layout {:?}, mean {:?}, std {:?}, scale {}, zero point {}",
         i.name, i.shape, meta.input.channels, meta.input.layout, meta.input.mean, meta.input.std, i.scale, i.zero_point
     );
+    println!("  preprocess: {}", preprocess_of_model(&m));
     let o = m.output();
     println!(
         "  output `{}` {} classes, scale {}, zero point {}{}",
@@ -491,22 +554,58 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
     let bytes = load(&a.file)?;
     let mut engine =
         Engine::from_bytes(bytes.as_bytes()).map_err(|e| anyhow!("{}: {e}", a.file.display()))?;
-    let samples = labelled_dataset(&a.images, a.labels.as_deref())?;
+    let labels: Vec<String> = engine.model().labels().map(str::to_string).collect();
+    let names: Vec<&str> = labels.iter().map(String::as_str).collect();
+    let dataset = labelled_dataset_for(&a.images, a.labels.as_deref(), &names)?;
+    if let Some(note) = &dataset.note {
+        eprintln!("note: {note}");
+    }
+    let samples = dataset.samples;
     let reference = match &a.reference {
-        Some(p) => Some(Reference::load(p, engine.model().meta.input.layout)?),
+        Some(p) => Some(Reference::load_for(p, engine.model(), &a.file)?),
         None => None,
     };
     let r = evaluate(&mut engine, &samples, reference.as_ref())?;
+    let name = |c: usize| {
+        names
+            .get(c)
+            .map_or_else(|| c.to_string(), |n| n.to_string())
+    };
     if a.json {
-        let v = serde_json::json!({
+        let mut v = serde_json::json!({
             "images": r.images,
             "top1_int8": r.top1_int8,
             "top1_f32": r.top1_f32,
             "agreement": r.agreement.map(|x| x as f64 / r.images as f64),
             "cosine": r.cosine,
         });
+        if a.per_image {
+            v["per_image"] = samples
+                .iter()
+                .zip(&r.predictions)
+                .map(|(s, &p)| {
+                    serde_json::json!({
+                        "image": s.path.display().to_string(),
+                        "label": s.label,
+                        "class": p,
+                        "predicted": name(p),
+                    })
+                })
+                .collect();
+        }
         println!("{v}");
     } else {
+        if a.per_image {
+            for (s, &p) in samples.iter().zip(&r.predictions) {
+                println!(
+                    "{}  {} -> {}{}",
+                    s.path.display(),
+                    name(s.label),
+                    name(p),
+                    if p == s.label { "" } else { "  (wrong)" }
+                );
+            }
+        }
         let pct = |x: usize| 100.0 * x as f64 / r.images.max(1) as f64;
         println!("images      {}", r.images);
         println!("top-1 int8  {} ({:.1} %)", r.top1_int8, pct(r.top1_int8));
@@ -532,6 +631,9 @@ fn cmd_report(a: ReportArgs) -> Result<()> {
         eval_images: a.eval_images,
         progress: !a.json,
     })?;
+    for note in &report.notes {
+        eprintln!("note: {note}");
+    }
     if let Some(out) = &a.output {
         let html = report.to_html()?;
         write_atomic(out, html.as_bytes())?;

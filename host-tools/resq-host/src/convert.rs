@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure, Context, Result};
-use resq_format::{ChannelOrder, Layout};
+use resq_format::{ChannelOrder, Layout, Resize, ResizeMode, MAX_IMAGE_DIM};
 
 use crate::calibrate::{calibrate, Method};
 use crate::images::{digest_files, list_images, sha256_file, Preprocess};
@@ -24,6 +24,11 @@ pub struct ConvertOptions {
     pub mean: [f32; 3],
     /// Std per channel, pixel units.
     pub std: [f32; 3],
+    /// Whether `--mean` / `--std` were given (a model converted with the defaults, mean 0 and
+    /// std 1, gets a warning that it will see raw pixels).
+    pub mean_std_given: bool,
+    /// How images are resized before the centre crop to the model input.
+    pub resize: ResizeOptions,
     /// Input layout of the model.
     pub layout: Layout,
     /// Whether the model takes BGR.
@@ -43,14 +48,16 @@ pub struct ConvertOptions {
 
 impl ConvertOptions {
     /// `model` with the defaults of `resq convert`: no calibration folder (set `calib` unless
-    /// the model is QDQ), mean 0 and std 1, NCHW, RGB, minmax, no labels, no progress bar,
-    /// every layer int8.
+    /// the model is QDQ), mean 0 and std 1 (not given), shorter side to the input and centre
+    /// crop, NCHW, RGB, minmax, no labels, no progress bar, every layer int8.
     pub fn new(model: impl Into<PathBuf>) -> Self {
         ConvertOptions {
             model: model.into(),
             calib: None,
             mean: [0.0; 3],
             std: [1.0; 3],
+            mean_std_given: false,
+            resize: ResizeOptions::default(),
             layout: Layout::Nchw,
             bgr: false,
             method: Method::MinMax,
@@ -59,6 +66,113 @@ impl ConvertOptions {
             keep_int16: Vec::new(),
             auto_fallback: None,
         }
+    }
+}
+
+/// The resize recipe asked for: `resq convert --resize N | --crop-ratio R [--crop M]
+/// [--resize-mode shorter|squash]`. [`ResizeOptions::recipe`] turns it into the file's
+/// [`Resize`] once the model's input size is known.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ResizeOptions {
+    /// `--resize N`: the resized image's shorter side (for a non-square input, the shorter
+    /// side of the input-shaped box the image is resized to).
+    pub resize: Option<u32>,
+    /// `--crop-ratio R`: the crop keeps this fraction of the resized image, so the resize is
+    /// `floor(input / R)`, as timm computes it from `crop_pct` (0.875 gives 256 for a 224
+    /// input, 0.95 gives 235).
+    pub crop_ratio: Option<f64>,
+    /// `--crop`: `[height, width]` of the centre crop; must be the model input (resq crops to
+    /// the input), given to state the recipe in full.
+    pub crop: Option<[u32; 2]>,
+    /// `--resize-mode`: keep the aspect ratio (shorter side) or squash.
+    pub mode: ResizeMode,
+}
+
+impl Default for ResizeOptions {
+    /// Shorter side to the input, crop ratio 1.0: the recipe of version 1 and 2 files.
+    fn default() -> Self {
+        ResizeOptions {
+            resize: None,
+            crop_ratio: None,
+            crop: None,
+            mode: ResizeMode::Shorter,
+        }
+    }
+}
+
+impl ResizeOptions {
+    /// The file's recipe for a model whose input is `height`×`width`; errors name the flag
+    /// to change and the input size.
+    pub fn recipe(&self, height: usize, width: usize) -> Result<Resize> {
+        let input = format!("{height}×{width} (height × width)");
+        if let Some([ch, cw]) = self.crop {
+            ensure!(
+                [ch as usize, cw as usize] == [height, width],
+                "--crop {}: resq crops to the model input, which is {input}; pass --crop {} or \
+                 leave --crop out (set the resize with --resize or --crop-ratio)",
+                if ch == cw {
+                    ch.to_string()
+                } else {
+                    format!("{ch}x{cw}")
+                },
+                if height == width {
+                    height.to_string()
+                } else {
+                    format!("{height}x{width}")
+                }
+            );
+        }
+        let [h, w] = [height as f64, width as f64];
+        let size: [f64; 2] = match (self.resize, self.crop_ratio) {
+            (Some(_), Some(_)) => bail!(
+                "--resize and --crop-ratio both set the resize; give one (--crop-ratio R is \
+                 --resize floor(input / R))"
+            ),
+            (Some(0), None) => {
+                bail!("--resize 0: give the resized shorter side in pixels, e.g. --resize 256")
+            }
+            (Some(n), None) => {
+                // The shorter side of the input-shaped box is n.
+                let k = n as f64 / h.min(w);
+                [w * k, h * k]
+            }
+            (None, Some(r)) => {
+                ensure!(
+                    r.is_finite() && r > 0.0 && r <= 1.0,
+                    "--crop-ratio {r}: give the fraction of the resized image the centre crop \
+                     keeps, above 0 and at most 1 (timm's crop_pct, e.g. 0.875: a 224 input is \
+                     cropped from 256)"
+                );
+                // timm: scale_size = math.floor(img_size / crop_pct), in f64 as here.
+                [(w / r).floor(), (h / r).floor()]
+            }
+            (None, None) => [w, h],
+        };
+        let size = size.map(|d| d.round().min(u32::MAX as f64) as u32);
+        let flag = match (self.resize, self.crop_ratio) {
+            (Some(n), _) => format!("--resize {n}"),
+            (_, Some(r)) => format!("--crop-ratio {r}"),
+            _ => "the default resize".to_string(),
+        };
+        ensure!(
+            size[0] as usize >= width && size[1] as usize >= height,
+            "{flag} resizes to {}×{} (width × height), smaller than the model input {input}, so \
+             the centre crop would not fit; use --resize {} or more",
+            size[0],
+            size[1],
+            height.min(width)
+        );
+        ensure!(
+            size.iter().all(|&d| d <= MAX_IMAGE_DIM),
+            "{flag} resizes to {}×{} (width × height), over resq's limit of {MAX_IMAGE_DIM} \
+             pixels a side; use a smaller --resize",
+            size[0],
+            size[1]
+        );
+        Ok(Resize {
+            mode: self.mode,
+            size,
+        })
     }
 }
 
@@ -76,6 +190,11 @@ pub struct Converted {
     pub int16_layers: Vec<String>,
     /// What `--auto-fallback` did, one step per kept layer.
     pub fallback: Vec<FallbackStep>,
+    /// The preprocessing stored in the file (resize recipe, channels, mean, std).
+    pub preprocess: Preprocess,
+    /// Things the user probably got wrong (e.g. mean / std in 0..1 units); `resq convert`
+    /// prints each on stderr.
+    pub warnings: Vec<String>,
 }
 
 /// One `--auto-fallback` step: the layer kept at int16 and the SQNR it had and then has.
@@ -120,14 +239,20 @@ pub fn convert(opts: &ConvertOptions) -> Result<Converted> {
             s
         );
     }
+    let resize = opts
+        .resize
+        .recipe(h, w)
+        .with_context(|| format!("{}: the resize recipe", opts.model.display()))?;
     let pre = Preprocess {
         height: h,
         width: w,
+        resize,
         channels,
-        layout: opts.layout,
+        layout: source.layout,
         mean: opts.mean,
         std: opts.std,
     };
+    let warnings = normalisation_warnings(opts, &pre, graph.tensors[graph.input].qparams.is_none());
     let labels = match &opts.labels {
         Some(p) => read_labels(p, graph.tensors[graph.output].elems())?,
         None => vec![],
@@ -238,8 +363,49 @@ pub fn convert(opts: &ConvertOptions) -> Result<Converted> {
         calib_images: info.calib_images as usize,
         int16_layers,
         fallback,
+        preprocess: pre,
+        warnings,
         bytes,
     })
+}
+
+/// torchvision's ImageNet normalisation in resq's pixel units (its 0..1 values × 255).
+const TORCHVISION: &str = "--mean 123.675,116.28,103.53 --std 58.395,57.12,57.375";
+
+/// Warnings about `--mean` / `--std`: values that look like 0..1 units on a float model, and
+/// the defaults (raw pixels) on any model. `float_input`: the model's input is not quantized
+/// by the model itself (not QDQ).
+fn normalisation_warnings(
+    opts: &ConvertOptions,
+    pre: &Preprocess,
+    float_input: bool,
+) -> Vec<String> {
+    let c = pre.channel_count();
+    let (mean, std) = (&opts.mean[..c], &opts.std[..c]);
+    let list = |v: &[f32]| {
+        v.iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let raw = mean.iter().all(|&m| m == 0.0) && std.iter().all(|&s| s == 1.0);
+    let mut out = Vec::new();
+    if !opts.mean_std_given {
+        out.push(format!(
+            "no --mean / --std given: {} will see raw 0..255 pixels (mean 0, std 1); pass the \
+             normalisation it was trained with (torchvision: {TORCHVISION}), or --mean 0 --std 1 \
+             to silence this if raw pixels are intended",
+            opts.model.display()
+        ));
+    } else if float_input && !raw && mean.iter().chain(std).all(|v| v.abs() <= 1.0) {
+        out.push(format!(
+            "--mean {} --std {} look like 0..1 units, but resq's mean/std are in pixel units \
+             0..255; for torchvision use {TORCHVISION} (its 0..1 values × 255)",
+            list(mean),
+            list(std)
+        ));
+    }
+    out
 }
 
 /// Whether a layer's output can be kept at int16: it requantizes (conv, average pooling, add;

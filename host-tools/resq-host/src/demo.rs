@@ -8,7 +8,7 @@ use resq_engine::{AlignedBytes, Engine};
 use resq_format::Layout;
 
 use crate::calibrate::Method;
-use crate::convert::{convert, write_atomic, ConvertOptions};
+use crate::convert::{convert, write_atomic, ConvertOptions, ResizeOptions};
 use crate::eval::{argmax, preprocess_of};
 use crate::images::list_images;
 
@@ -37,8 +37,11 @@ pub fn run_demo(models: &Path, out: &Path, progress: bool) -> Result<Vec<DemoRes
     let opts = ConvertOptions {
         model: models.join("resnet8/model_float.onnx"),
         calib: Some(models.join("resnet8/calibration")),
+        // MLPerf Tiny's ResNet-8 takes raw 0..255 pixels: mean 0 and std 1 on purpose.
         mean: [0.0; 3],
         std: [1.0; 3],
+        mean_std_given: true,
+        resize: ResizeOptions::default(),
         layout: Layout::Nchw,
         bgr: false,
         method: Method::MinMax,

@@ -4,19 +4,25 @@ use std::path::Path;
 
 use anyhow::{anyhow, ensure, Context, Result};
 use resq_engine::Engine;
+use resq_format::Model;
 use tract_onnx::prelude::*;
 
 use crate::images::{Preprocess, Sample};
-use crate::import::load;
+use crate::import::{load, Source};
 
-/// The preprocessing recorded in a model file.
+/// The preprocessing recorded in a model file (resize recipe, channels, mean and std).
 pub fn preprocess_of(engine: &Engine) -> Preprocess {
-    let m = engine.model();
+    preprocess_of_model(engine.model())
+}
+
+/// [`preprocess_of`] for a parsed file.
+pub fn preprocess_of_model(m: &Model) -> Preprocess {
     let t = m.input();
     let i = m.meta.input;
     Preprocess {
         height: t.shape[1] as usize,
         width: t.shape[2] as usize,
+        resize: m.resize,
         channels: i.channels,
         layout: i.layout,
         mean: i.mean,
@@ -29,10 +35,56 @@ pub struct Reference {
     plan: Arc<TypedSimplePlan>,
 }
 
+/// The model input `[height, width, channels]` of an imported ONNX model.
+pub fn source_input_hwc(source: &Source) -> [usize; 3] {
+    let d = &source.input_shape;
+    match source.layout {
+        resq_format::Layout::Nchw => [d[1], d[2], d[0]],
+        resq_format::Layout::Nhwc => [d[0], d[1], d[2]],
+    }
+}
+
+/// Checks that the reference ONNX `reference` takes the input `file` (`model`) was converted
+/// for: comparing a 224² file with a 32² model would resize every image twice and compare
+/// unrelated numbers. Shared by `resq eval --reference` and `resq report`.
+pub fn check_reference_input(
+    model: &Model,
+    file: &Path,
+    reference: &Path,
+    source: &Source,
+) -> Result<()> {
+    let [h, w, c] = source_input_hwc(source);
+    let s = model.input().shape;
+    let (fh, fw, fc) = (s[1] as usize, s[2] as usize, s[3] as usize);
+    ensure!(
+        (h, w, c) == (fh, fw, fc),
+        "--reference {} takes {h}×{w}×{c} inputs (height × width × channels, {:?} layout) but {} \
+         was converted for {fh}×{fw}×{fc}; pass as --reference the ONNX model {} was converted \
+         from (its provenance names `{}`)",
+        reference.display(),
+        source.layout,
+        file.display(),
+        file.display(),
+        model.meta.provenance.source_name
+    );
+    Ok(())
+}
+
 impl Reference {
     /// Loads the ONNX model the int8 file should be compared with.
     pub fn load(path: &Path, layout: resq_format::Layout) -> Result<Reference> {
-        let source = load(path, layout)?;
+        Reference::from_source(load(path, layout)?)
+    }
+
+    /// Loads the reference for `model` (read from `file`), refusing one whose input size
+    /// differs ([`check_reference_input`]).
+    pub fn load_for(path: &Path, model: &Model, file: &Path) -> Result<Reference> {
+        let source = load(path, model.meta.input.layout)?;
+        check_reference_input(model, file, path, &source)?;
+        Reference::from_source(source)
+    }
+
+    fn from_source(source: Source) -> Result<Reference> {
         let mut model = source.model;
         // Compare logits: step back over a QDQ model's trailing QuantizeLinear / DequantizeLinear
         // to a final Softmax and take its input.
@@ -81,6 +133,8 @@ pub struct EvalReport {
     pub agreement: Option<usize>,
     /// Mean cosine similarity of int8 and f32 logits.
     pub cosine: Option<f64>,
+    /// The int8 top-1 class of each image, in the order of the samples.
+    pub predictions: Vec<usize>,
 }
 
 /// Index of the largest value (first on ties).
@@ -138,6 +192,7 @@ pub fn evaluate(
         engine.run();
         let q = int8_logits(engine);
         let pred = argmax(&q);
+        r.predictions.push(pred);
         r.top1_int8 += (pred == s.label) as usize;
         if let Some(reference) = reference {
             let f = reference

@@ -3,19 +3,21 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
-use resq_format::{ChannelOrder, Layout};
+use anyhow::{bail, ensure, Context, Result};
+use resq_format::{ChannelOrder, Layout, Resize, ResizeMode};
 use resq_preprocess::{Frame, PixelFormat, Resampler};
 use sha2::{Digest, Sha256};
 
-/// How pixels become the model's float input: `x = (pixel − mean) / std`, per channel in the
-/// model's channel order.
+/// How an image becomes the model's float input: resized by `resize`, centre-cropped to the
+/// input, then `x = (pixel − mean) / std`, per channel in the model's channel order.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Preprocess {
     /// Model input height.
     pub height: usize,
     /// Model input width.
     pub width: usize,
+    /// How the image is resized before the centre crop to `width`×`height`.
+    pub resize: Resize,
     /// Channel order (and count: grey is one channel).
     pub channels: ChannelOrder,
     /// Layout of the source model's input tensor.
@@ -36,9 +38,9 @@ impl Preprocess {
         }
     }
 
-    /// Loads an image and returns its pixels `[h][w][c]` in the model's channel order, resized so
-    /// its shorter side fits the input and centre-cropped (aspect ratio kept, as torchvision's
-    /// `Resize` + `CenterCrop`).
+    /// Loads an image and returns its pixels `[h][w][c]` in the model's channel order, resized by
+    /// the recipe and centre-cropped to the input (as torchvision's `Resize` + `CenterCrop`, or
+    /// squashed as Keras).
     pub fn load_pixels(&self, path: &Path) -> Result<Vec<u8>> {
         let img =
             image::open(path).with_context(|| format!("cannot read image {}", path.display()))?;
@@ -62,7 +64,11 @@ impl Preprocess {
         let (w, h) = (rgb.width() as usize, rgb.height() as usize);
         let mut out = vec![0; self.height * self.width * self.channel_count()];
         let frame = Frame::contiguous(PixelFormat::Rgb24, w, h, 0, rgb.as_raw())?;
-        Resampler::new(w, h, self.width, self.height)?.pixels(&frame, self.channels, &mut out)?;
+        Resampler::with_resize(w, h, self.resize, self.width, self.height)?.pixels(
+            &frame,
+            self.channels,
+            &mut out,
+        )?;
         Ok(out)
     }
 
@@ -86,6 +92,51 @@ impl Preprocess {
 }
 
 use tract_onnx::prelude::tract_ndarray;
+
+/// The recipe in words, e.g. `resize shorter side to 256, centre crop 224×224`.
+pub fn describe_resize(resize: Resize, width: usize, height: usize) -> String {
+    let [rw, rh] = resize.size;
+    // Keeping the aspect ratio always leaves an overhang to cut (unless the image has the
+    // input's shape); a squash to the input itself leaves nothing.
+    let crop = if resize.mode == ResizeMode::Squash && [rw, rh] == [width as u32, height as u32] {
+        "no crop".to_string()
+    } else {
+        format!("centre crop {width}×{height}")
+    };
+    match resize.mode {
+        ResizeMode::Shorter if rw == rh => format!("resize shorter side to {rw}, {crop}"),
+        ResizeMode::Shorter => {
+            format!("resize to cover {rw}×{rh} (aspect ratio kept), {crop}")
+        }
+        ResizeMode::Squash => format!("squash to {rw}×{rh} (aspect ratio not kept), {crop}"),
+    }
+}
+
+impl std::fmt::Display for Preprocess {
+    /// `resize shorter side to 256, centre crop 224×224, RGB, mean 123.675,116.28,103.53, std …`
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = self.channel_count();
+        let list = |v: &[f32; 3]| {
+            v[..c]
+                .iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let order = match self.channels {
+            ChannelOrder::Rgb => "RGB",
+            ChannelOrder::Bgr => "BGR",
+            ChannelOrder::Grey => "grey",
+        };
+        write!(
+            f,
+            "{}, {order}, mean {}, std {} (pixel units 0..255)",
+            describe_resize(self.resize, self.width, self.height),
+            list(&self.mean),
+            list(&self.std)
+        )
+    }
+}
 
 fn is_image(path: &Path) -> bool {
     path.extension()
@@ -149,13 +200,37 @@ pub struct Sample {
     pub label: usize,
 }
 
-/// Reads a labelled dataset: with `csv`, a CSV with a header and columns `file` (relative to
-/// `dir`) and `label` (class index); without, the ImageFolder layout (one sub-folder per
-/// class, sorted folder names give the class index).
+/// Reads a labelled dataset without the model's labels: see [`labelled_dataset_for`] (class
+/// folders named by number are that class, others are numbered in sorted order).
 pub fn labelled_dataset(dir: &Path, csv: Option<&Path>) -> Result<Vec<Sample>> {
+    Ok(labelled_dataset_for(dir, csv, &[])?.samples)
+}
+
+/// A labelled image set, and how its class folders were numbered when that was a guess.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dataset {
+    /// The images and their class indices.
+    pub samples: Vec<Sample>,
+    /// Set when class folders were numbered by their sorted order (the model has no labels):
+    /// worth telling the user, as a wrong guess scores near 0 % without any error.
+    pub note: Option<String>,
+}
+
+/// Reads a labelled dataset for a model with class names `labels` (empty when it has none).
+///
+/// With `csv`: a CSV with a header and columns `file` (relative to `dir`) and `label` (class
+/// index). Without: the ImageFolder layout, one sub-folder per class, each folder matched to
+/// the model's class by name — exactly, then ignoring case; a folder named by a number
+/// (`0/`, `3/`) is that class index. A folder matching nothing is an error listing the
+/// model's labels. Without labels, folders named by number are that class and otherwise the
+/// sorted folder order numbers the classes (with a [`Dataset::note`]).
+pub fn labelled_dataset_for(dir: &Path, csv: Option<&Path>, labels: &[&str]) -> Result<Dataset> {
     match csv {
-        Some(csv) => read_label_csv(dir, csv),
-        None => read_image_folder(dir),
+        Some(csv) => Ok(Dataset {
+            samples: read_label_csv(dir, csv)?,
+            note: None,
+        }),
+        None => read_image_folder(dir, labels),
     }
 }
 
@@ -219,7 +294,7 @@ fn read_label_csv(dir: &Path, csv: &Path) -> Result<Vec<Sample>> {
     Ok(out)
 }
 
-fn read_image_folder(dir: &Path) -> Result<Vec<Sample>> {
+fn read_image_folder(dir: &Path, labels: &[&str]) -> Result<Dataset> {
     let mut classes: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read folder {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -232,11 +307,92 @@ fn read_image_folder(dir: &Path) -> Result<Vec<Sample>> {
             dir.display()
         );
     }
+    let names: Vec<String> = classes
+        .iter()
+        .map(|p| {
+            p.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
+        .collect();
+    let number = |name: &str| {
+        name.parse::<usize>()
+            .ok()
+            .filter(|_| name.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let mut note = None;
+    let indices: Vec<usize> = if !labels.is_empty() {
+        names
+            .iter()
+            .map(|name| class_of_folder(dir, name, labels))
+            .collect::<Result<_>>()?
+    } else if let Some(indices) = names.iter().map(|n| number(n)).collect::<Option<Vec<_>>>() {
+        indices
+    } else {
+        let shown: Vec<String> = names
+            .iter()
+            .take(3)
+            .enumerate()
+            .map(|(i, n)| format!("{n} = {i}"))
+            .collect();
+        note = Some(format!(
+            "the model has no class labels, so the {} class folders of {} are numbered in sorted \
+             order ({}{}); if that is not the model's class order, re-convert with \
+             `resq convert --labels FILE` so folders are matched to classes by name",
+            names.len(),
+            dir.display(),
+            shown.join(", "),
+            if names.len() > 3 { ", …" } else { "" }
+        ));
+        (0..names.len()).collect()
+    };
     let mut out = Vec::new();
-    for (label, class) in classes.iter().enumerate() {
+    for (class, &label) in classes.iter().zip(&indices) {
         for path in list_images(class).unwrap_or_default() {
             out.push(Sample { path, label });
         }
     }
-    Ok(out)
+    Ok(Dataset { samples: out, note })
+}
+
+/// The class index of ImageFolder folder `name`: the label of that name (exactly, then
+/// ignoring case), else the number it is.
+fn class_of_folder(dir: &Path, name: &str, labels: &[&str]) -> Result<usize> {
+    if let Some(i) = labels.iter().position(|l| *l == name) {
+        return Ok(i);
+    }
+    if let Some(i) = labels
+        .iter()
+        .position(|l| l.to_lowercase() == name.to_lowercase())
+    {
+        return Ok(i);
+    }
+    if name.bytes().all(|b| b.is_ascii_digit()) {
+        if let Ok(i) = name.parse::<usize>() {
+            ensure!(
+                i < labels.len(),
+                "{}: class folder `{name}` is class number {i}, but the model has {} classes (0..={})",
+                dir.join(name).display(),
+                labels.len(),
+                labels.len() - 1
+            );
+            return Ok(i);
+        }
+    }
+    const SHOWN: usize = 50;
+    let mut list = labels
+        .iter()
+        .take(SHOWN)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if labels.len() > SHOWN {
+        list.push_str(&format!(", … ({} in all)", labels.len()));
+    }
+    bail!(
+        "{}: class folder `{name}` matches none of the model's labels; name each class folder \
+         after one of them (case does not matter) or by class number 0..={}. The model's labels: {list}",
+        dir.join(name).display(),
+        labels.len() - 1
+    )
 }

@@ -23,8 +23,10 @@ use crate::ir::{Activation, Conv, Graph, Layer, Op, Tensor};
 
 /// Ops the importer understands, for error messages.
 pub const SUPPORTED_OPS: &str = "Conv (dilation 1, any padding, groups), BatchNormalization, Relu, Clip, Add, Sub, Mul, Div \
-    by constants, MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape, Gemm, MatMul, Softmax, Transpose (of the input), \
-    Pad (constant 0), Slice (incl. steps)";
+    by constants, MaxPool, AveragePool, GlobalAveragePool, ReduceMean (H, W), Flatten, Reshape, Squeeze, Unsqueeze, \
+    Gemm, MatMul, Softmax, Transpose (NHWC <-> NCHW), Pad (constant 0), Slice (incl. steps), Identity, Dropout, Cast, \
+    QuantizeLinear, DequantizeLinear, QLinearConv, QLinearMatMul, QLinearAdd, QLinearMul, QLinearAveragePool, \
+    QLinearGlobalAveragePool, QGemm, QLinearSoftmax";
 
 /// A loaded source model: tract's typed graph with a concrete batch-1 input.
 pub struct Source {
@@ -34,13 +36,37 @@ pub struct Source {
     pub input_shape: Vec<usize>,
     /// Layout of the input.
     pub layout: resq_format::Layout,
+    /// Pre-quantized weights: ONNX node name → the step of each output channel of its
+    /// DequantizeLinear'd weight (one value when per tensor).
+    pub weight_steps: HashMap<String, Vec<f32>>,
 }
 
 /// Loads an ONNX file, fixing the batch to 1.
 pub fn load(path: &Path, layout: resq_format::Layout) -> Result<Source> {
-    let mut model = tract_onnx::onnx()
-        .model_for_path(path)
+    // value_info and output shapes are only hints, and exporters get them wrong: onnxruntime's
+    // quantize_static pins the batch to 1 in value_info while the input says `N`, which tract
+    // refuses to unify. The input's shape (fixed below) determines every other shape anyway.
+    let onnx = tract_onnx::onnx()
+        .with_ignore_value_info(true)
+        .with_ignore_output_shapes(true);
+    let mut proto = read_proto(&onnx, path)?;
+    let dir = path.parent().and_then(Path::to_str);
+    crate::qoperator::rewrite_to_qdq(&mut proto, dir)
+        .with_context(|| format!("reading the QOperator model {}", path.display()))?;
+    float16_to_float32(&mut proto, dir)
+        .with_context(|| format!("reading the float16 model {}", path.display()))?;
+    let weight_steps = dequantized_weight_steps(&proto, dir)
+        .with_context(|| format!("reading the weight quantization of {}", path.display()))?;
+    let parsed = onnx
+        .parse(&proto, dir)
         .with_context(|| format!("tract cannot load {} as ONNX", path.display()))?;
+    ensure!(
+        parsed.unresolved_inputs.is_empty(),
+        "{}: nodes read values that nothing in the file defines: {:?}",
+        path.display(),
+        parsed.unresolved_inputs
+    );
+    let mut model = parsed.model;
     let fact = model.input_fact(0)?.clone();
     let shape = fact
         .shape
@@ -60,6 +86,14 @@ pub fn load(path: &Path, layout: resq_format::Layout) -> Result<Source> {
         path.display(),
         fact.shape
     );
+    // An input whose channels are last ([N, H, W, 3], as Keras / tf2onnx write it) is NHWC
+    // whatever the caller assumed: an NCHW reading would have H channels and be refused.
+    let colour = |d: usize| d == 1 || d == 3;
+    let layout = if layout == resq_format::Layout::Nchw && !colour(dims[0]) && colour(dims[2]) {
+        resq_format::Layout::Nhwc
+    } else {
+        layout
+    };
     let mut full = vec![1usize];
     full.extend(&dims);
     model.set_input_fact(0, f32::fact(&full).into())?;
@@ -71,6 +105,130 @@ pub fn load(path: &Path, layout: resq_format::Layout) -> Result<Source> {
         model: typed,
         input_shape: dims,
         layout,
+        weight_steps,
+    })
+}
+
+/// float16 models (fp16 initializers between Casts, as onnxconverter-common writes them) read as
+/// float32: every fp16 tensor, Cast and type becomes its f32 counterpart. resq quantizes from f32
+/// anyway, and tract does not type every op (Gemm) in f16.
+fn float16_to_float32(proto: &mut tract_onnx::pb::ModelProto, dir: Option<&str>) -> Result<()> {
+    use tract_onnx::pb::{tensor_proto::DataType, type_proto, ValueInfoProto};
+    let (f16, f32) = (DataType::Float16 as i32, DataType::Float as i32);
+    let widen = |t: &mut tract_onnx::pb::TensorProto| -> Result<()> {
+        if t.data_type == f16 {
+            let v = tract_onnx::tensor::load_tensor(
+                &tract_onnx::data_resolver::MmapDataResolver,
+                t,
+                dir,
+            )
+            .with_context(|| format!("reading float16 tensor `{}`", t.name))?;
+            *t = tract_onnx::pb::TensorProto {
+                name: std::mem::take(&mut t.name),
+                dims: std::mem::take(&mut t.dims),
+                data_type: f32,
+                float_data: f32_values(&v)?,
+                ..Default::default()
+            };
+        }
+        Ok(())
+    };
+    let Some(graph) = proto.graph.as_mut() else {
+        return Ok(());
+    };
+    for t in &mut graph.initializer {
+        widen(t)?;
+    }
+    for node in &mut graph.node {
+        for a in &mut node.attribute {
+            if node.op_type == "Cast" && a.name == "to" && a.i == f16 as i64 {
+                a.i = f32 as i64;
+            }
+            if let Some(t) = a.t.as_mut() {
+                widen(t)?;
+            }
+        }
+    }
+    let retype = |v: &mut ValueInfoProto| {
+        if let Some(type_proto::Value::TensorType(t)) =
+            v.r#type.as_mut().and_then(|t| t.value.as_mut())
+        {
+            if t.elem_type == f16 {
+                t.elem_type = f32;
+            }
+        }
+    };
+    graph.input.iter_mut().for_each(retype);
+    graph.output.iter_mut().for_each(retype);
+    graph.value_info.iter_mut().for_each(retype);
+    Ok(())
+}
+
+/// For each node reading a weight through `DequantizeLinear(initializer, scale, …)` (QDQ
+/// models; QOperator ones after their rewrite), the scale per output channel. tract folds
+/// those DequantizeLinear into float constants; the steps let the quantizer find the model's
+/// own integers again instead of re-deriving a grid of its own.
+fn dequantized_weight_steps(
+    proto: &tract_onnx::pb::ModelProto,
+    dir: Option<&str>,
+) -> Result<HashMap<String, Vec<f32>>> {
+    let Some(graph) = &proto.graph else {
+        return Ok(HashMap::new());
+    };
+    let initializers: HashMap<&str, &tract_onnx::pb::TensorProto> = graph
+        .initializer
+        .iter()
+        .map(|t| (t.name.as_str(), t))
+        .collect();
+    let mut scale_of_value = HashMap::new();
+    for node in &graph.node {
+        let [x, scale, ..] = node.input.as_slice() else {
+            continue;
+        };
+        if node.op_type != "DequantizeLinear" || !initializers.contains_key(x.as_str()) {
+            continue;
+        }
+        let Some(scale) = initializers.get(scale.as_str()) else {
+            continue;
+        };
+        let t = tract_onnx::tensor::load_tensor(
+            &tract_onnx::data_resolver::MmapDataResolver,
+            scale,
+            dir,
+        )?;
+        if let Some(out) = node.output.first() {
+            scale_of_value.insert(out.clone(), f32_values(&t)?);
+        }
+    }
+    let mut steps = HashMap::new();
+    for node in &graph.node {
+        if !matches!(node.op_type.as_str(), "Conv" | "Gemm" | "MatMul") {
+            continue;
+        }
+        if let Some(s) = node.input.get(1).and_then(|w| scale_of_value.get(w)) {
+            steps.insert(node.name.clone(), s.clone());
+        }
+    }
+    Ok(steps)
+}
+
+/// The ONNX protobuf of `path`, with a clear error for files that are not ONNX.
+fn read_proto(onnx: &tract_onnx::Onnx, path: &Path) -> Result<tract_onnx::pb::ModelProto> {
+    let mut head = [0u8; 8];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    ensure!(
+        !(n == head.len() && head == resq_format::MAGIC),
+        "{} is already a resq model file (converted); `resq inspect` shows it, `resq eval` runs it. \
+         `resq convert` takes the source ONNX model",
+        path.display()
+    );
+    onnx.proto_model_for_path(path).with_context(|| {
+        format!(
+            "{} is not an ONNX model (its protobuf does not decode); resq converts .onnx files",
+            path.display()
+        )
     })
 }
 
@@ -119,6 +277,7 @@ struct Importer<'a> {
     /// Layer writing each tensor.
     producer: Vec<Option<usize>>,
     layout: resq_format::Layout,
+    weight_steps: &'a HashMap<String, Vec<f32>>,
 }
 
 /// Imports a loaded model into the float IR.
@@ -137,6 +296,7 @@ pub fn import(source: &Source, name: &str) -> Result<Graph> {
         },
         producer: vec![],
         layout: source.layout,
+        weight_steps: &source.weight_steps,
     };
     for id in model.eval_order()? {
         let node = model.node(id);
@@ -151,9 +311,10 @@ pub fn import(source: &Source, name: &str) -> Result<Graph> {
         }
         let Some(values) = handled else {
             bail!(
-                "node `{}`: op `{}` is not supported by resq (supported: {SUPPORTED_OPS})",
+                "node `{}`: op `{}` is not supported by resq{} (supported: {SUPPORTED_OPS})",
                 node.name,
-                node.op.name()
+                node.op.name(),
+                neighbourhood(model, node)
             );
         };
         for (slot, v) in values.into_iter().enumerate() {
@@ -187,6 +348,33 @@ pub fn import(source: &Source, name: &str) -> Result<Graph> {
     Ok(imp.graph)
 }
 
+/// `, after `a` (Conv) and before `b` (Relu)`: where an unsupported node sits.
+fn neighbourhood(model: &TypedModel, node: &TypedNode) -> String {
+    let describe = |id: usize| {
+        let n = model.node(id);
+        format!("`{}` ({})", n.name, n.op.name())
+    };
+    let before: Vec<String> = node
+        .inputs
+        .iter()
+        .filter(|o| model.node(o.node).op_as::<Const>().is_none())
+        .map(|o| describe(o.node))
+        .collect();
+    let after: Vec<String> = node
+        .outputs
+        .iter()
+        .flat_map(|o| o.successors.iter().map(|i| describe(i.node)))
+        .collect();
+    let mut s = String::new();
+    if !before.is_empty() {
+        s += &format!(", after {}", before.join(", "));
+    }
+    if !after.is_empty() {
+        s += &format!(", before {}", after.join(", "));
+    }
+    s
+}
+
 fn shape_of(model: &TypedModel, outlet: OutletId) -> Result<Vec<usize>> {
     let fact = model.outlet_fact(outlet)?;
     fact.shape
@@ -205,9 +393,10 @@ fn f32_values(t: &tract_onnx::prelude::Tensor) -> Result<Vec<f32>> {
 
 impl<'m> Importer<'m> {
     /// One handler per op family; the first that recognises a node handles it.
-    const HANDLERS: [Handler<'m>; 13] = [
+    const HANDLERS: [Handler<'m>; 14] = [
         Importer::source,
         Importer::konst,
+        Importer::pass_through,
         Importer::conv,
         Importer::pool,
         Importer::binary,
@@ -314,9 +503,71 @@ impl<'m> Importer<'m> {
     }
 
     fn konst(&mut self, node: &TypedNode) -> Result<Option<Vec<Value>>> {
-        Ok(node
-            .op_as::<Const>()
-            .map(|c| vec![Value::Const(c.val().clone())]))
+        let Some(c) = node.op_as::<Const>() else {
+            return Ok(None);
+        };
+        let t = c.val();
+        if t.datum_type().is_float() {
+            if let Some(i) = f32_values(t)?.iter().position(|v| v.is_nan()) {
+                bail!(
+                    "the constant `{}` (shape {:?}) holds NaN at index {i}: the model's weights are damaged; \
+                     re-export it from a checkpoint without NaN",
+                    node.name,
+                    t.shape()
+                );
+            }
+        }
+        Ok(Some(vec![Value::Const(t.clone())]))
+    }
+
+    /// Identity (Dropout at inference), and float Casts (fp16 models: `Cast` to and from
+    /// float16 around the computation) leave the values as they are.
+    fn pass_through(&mut self, node: &TypedNode) -> Result<Option<Vec<Value>>> {
+        let is_float_cast = node
+            .op_as::<tops::cast::Cast>()
+            .is_some_and(|c| c.to.is_float());
+        if node.op_as::<tops::identity::Identity>().is_none() && !is_float_cast {
+            return Ok(None);
+        }
+        Ok(Some(vec![self.input_values(node)?.remove(0)]))
+    }
+
+    /// The pre-quantized weight steps of `node` (tract keeps the ONNX node's name, or makes it a
+    /// prefix of the names of the ops it lowers to), one per output channel.
+    fn weight_steps(&self, node: &TypedNode, channels: usize) -> Result<Option<Vec<f32>>> {
+        let found = self.weight_steps.get(&node.name).or_else(|| {
+            self.weight_steps
+                .iter()
+                .filter(|(name, _)| {
+                    node.name.len() > name.len()
+                        && node.name.starts_with(name.as_str())
+                        && node.name.as_bytes()[name.len()] == b'.'
+                })
+                .max_by_key(|(name, _)| name.len())
+                .map(|(_, s)| s)
+        });
+        Ok(match found {
+            None => None,
+            Some(s) if s.len() == 1 => Some(vec![s[0]; channels]),
+            Some(s) if s.len() == channels => Some(s.clone()),
+            Some(_) => None,
+        })
+    }
+
+    /// Refuses weights or biases that are not finite, naming the constant.
+    fn check_finite(&self, node: &TypedNode, slot: usize, values: &[f32]) -> Result<()> {
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            let name = node
+                .inputs
+                .get(slot)
+                .map_or("?", |o| self.model.node(o.node).name.as_str());
+            bail!(
+                "the constant `{name}` holds {} at index {i}: resq cannot quantize an infinite or NaN weight; \
+                 fix or re-export the model",
+                values[i]
+            );
+        }
+        Ok(())
     }
 
     fn conv(&mut self, node: &TypedNode) -> Result<Option<Vec<Value>>> {
@@ -372,7 +623,9 @@ impl<'m> Importer<'m> {
             kernel[1]
         );
         let weights: Vec<f32> = k.iter().copied().collect();
+        self.check_finite(node, 1, &weights)?;
         let b = f32_values(bias)?;
+        self.check_finite(node, 2, &b)?;
         let bias = match b.len() {
             1 => vec![b[0]; oc],
             n if n == oc => b,
@@ -388,6 +641,7 @@ impl<'m> Importer<'m> {
                 stride,
                 pad,
                 groups,
+                weight_step: self.weight_steps(node, oc)?,
                 weights,
                 bias,
                 residual: None,
@@ -450,9 +704,16 @@ impl<'m> Importer<'m> {
             return Ok(None);
         };
         let inputs = self.input_values(node)?;
-        let x = self.nchw(&inputs[0], "Reduce")?;
+        // The spatial axes: H, W of NCHW, or of NHWC (a TensorFlow ReduceMean over [1, 2]).
+        let (x, spatial) = match &inputs[0] {
+            Value::Act {
+                tensor,
+                view: View::Nhwc,
+            } => (*tensor, [1, 2]),
+            v => (self.nchw(v, "Reduce")?, [2, 3]),
+        };
         ensure!(
-            matches!(r.reducer, Reducer::Sum) && r.axes.as_slice() == [2, 3],
+            matches!(r.reducer, Reducer::Sum) && r.axes.as_slice() == spatial,
             "only global average pooling (a sum over H and W) is supported, not {:?} over axes {:?}",
             r.reducer,
             r.axes
@@ -489,6 +750,9 @@ impl<'m> Importer<'m> {
         };
         let channels = self.graph.tensors[tensor].shape[2];
         let per_channel = per_channel(&c, &cv, channels, view)?;
+        if matches!(name.as_str(), "Mul" | "Div" | "Add" | "Sub") {
+            self.check_finite(node, act_first as usize, &per_channel)?;
+        }
         let y = match (name.as_str(), act_first) {
             ("Mul", _) => self.affine(node, tensor, Some(&per_channel), None)?,
             ("Div", true) => self.affine(node, tensor, Some(&per_channel.iter().map(|v| 1.0 / v).collect::<Vec<_>>()), None)?,
@@ -527,6 +791,9 @@ impl<'m> Importer<'m> {
                             filter.iter_mut().for_each(|w| *w *= s[oc]);
                             conv.bias[oc] *= s[oc];
                         }
+                        if let Some(steps) = &mut conv.weight_step {
+                            steps.iter_mut().zip(s).for_each(|(st, s)| *st *= s.abs());
+                        }
                     }
                     if let Some(b) = shift {
                         conv.bias.iter_mut().zip(b).for_each(|(v, b)| *v += b);
@@ -551,6 +818,7 @@ impl<'m> Importer<'m> {
                 groups: c,
                 weights: scale.map_or(vec![1.0; c], <[f32]>::to_vec),
                 bias: shift.map_or(vec![0.0; c], <[f32]>::to_vec),
+                weight_step: None,
                 residual: None,
                 act: Activation::Identity,
             }),
@@ -597,10 +865,13 @@ impl<'m> Importer<'m> {
         else {
             bail!("Add operands must both be image tensors");
         };
+        // Both maps in the same axis order (NCHW, or NHWC where a TensorFlow graph kept it):
+        // resq's tensors are [h, w, c] whatever order tract sees them in.
         ensure!(
-            va == vb && *va == View::Nchw,
-            "Add operands must both be NCHW image tensors"
+            va == vb && matches!(va, View::Nchw | View::Nhwc),
+            "Add operands must both be image tensors in the same layout (found {va:?} and {vb:?})"
         );
+        let view = *va;
         let (ta, tb) = (*ta, *tb);
         ensure!(
             self.graph.tensors[ta].shape == self.graph.tensors[tb].shape,
@@ -634,7 +905,7 @@ impl<'m> Importer<'m> {
             self.graph.layers[l].name = node.name.clone();
             self.graph.tensors[out].outlet = OutletId::new(node.id, 0);
             self.graph.tensors[out].name = node.name.clone();
-            return Ok(nchw_act(out));
+            return Ok(vec![Value::Act { tensor: out, view }]);
         }
         let shape = self.graph.tensors[ta].shape;
         let y = self.act_out(node, shape);
@@ -647,7 +918,7 @@ impl<'m> Importer<'m> {
                 act: Activation::Identity,
             },
         );
-        Ok(nchw_act(y))
+        Ok(vec![Value::Act { tensor: y, view }])
     }
 
     fn global_avg(
@@ -686,52 +957,61 @@ impl<'m> Importer<'m> {
         Ok(nchw_act(y))
     }
 
+    /// Axis moves, reshapes, flattens, squeezes: resq tensors keep their `[h, w, c]` data and
+    /// only the view changes. A `[1, C, 1, 1]` map is a vector, so any reshape that keeps its C
+    /// values (tf2onnx writes `[N, 1, 1, C]` and rank-5 steps between pooling and MatMul) is one.
     fn axis(&mut self, node: &TypedNode) -> Result<Option<Vec<Value>>> {
         let Some(op) = node.op_as::<AxisOp>() else {
             return Ok(None);
         };
         let inputs = self.input_values(node)?;
-        let Value::Act { tensor, view } = inputs[0].clone() else {
-            bail!("reshaping a constant should have been folded")
+        let (tensor, view, quantized) = match inputs[0].clone() {
+            Value::Act { tensor, view } => (tensor, view, false),
+            Value::Quantized { tensor, view } => (tensor, view, true),
+            _ => bail!("reshaping a constant should have been folded"),
         };
         let out_shape = shape_of(self.model, OutletId::new(node.id, 0))?;
+        let elems: usize = out_shape.iter().product();
         let [h, w, c] = self.graph.tensors[tensor].shape;
+        let all_but_last_are_one = out_shape.iter().rev().skip(1).all(|&d| d == 1);
         let new_view = match (view, op) {
             // NHWC graph input moved to NCHW.
             (View::Nhwc, AxisOp::Move(3, 1)) => View::Nchw,
             (View::Nchw, AxisOp::Move(1, 3)) => View::Nhwc,
-            // Flatten / Reshape to [1, C·H·W] (possibly via removing unit axes).
-            (View::Nchw, _) | (View::Flat { .. }, _) if out_shape.len() <= 3 => {
-                let flat = match view {
-                    View::Flat { c, h, w } => View::Flat { c, h, w },
-                    _ => View::Flat { c, h, w },
-                };
-                let View::Flat { c, h, w } = flat else {
-                    unreachable!()
-                };
-                let elems: usize = out_shape.iter().product();
-                let leading_ones = out_shape.len() >= 2
-                    && out_shape[..out_shape.len() - 1].iter().all(|&d| d == 1);
-                ensure!(
-                    elems == c * h * w && (leading_ones || h * w == 1),
-                    "reshape to {out_shape:?} is not a flatten of the [{c}, {h}, {w}] map; resq supports Flatten / Reshape to [1, C·H·W]"
-                );
-                flat
+            // Back to the map it was flattened from.
+            (View::Nchw | View::Flat { .. }, _) if out_shape == [1, c, h, w] => View::Nchw,
+            // A vector: every layout orders its values the same way; the view follows the
+            // shape tract gives it.
+            _ if h * w == 1 && elems == c => match out_shape.as_slice() {
+                [1, d, 1, 1] if *d == c => View::Nchw,
+                [1, 1, 1, d] if *d == c => View::Nhwc,
+                _ => View::Flat { c, h, w },
+            },
+            // Flatten / Reshape of an NCHW map to [1, C·H·W] (possibly via unit axes).
+            (View::Nchw | View::Flat { .. }, _) if elems == c * h * w && all_but_last_are_one => {
+                View::Flat { c, h, w }
             }
-            (View::Nchw, AxisOp::Reshape(..) | AxisOp::Add(_) | AxisOp::Rm(_))
-                if out_shape.len() == 4 && h * w == 1 =>
-            {
-                ensure!(
-                    out_shape == [1, c, 1, 1],
-                    "reshape to {out_shape:?} is not supported"
-                );
-                View::Nchw
-            }
-            _ => bail!("axis change {op:?} on a {view:?} tensor is not supported"),
+            (View::Nhwc, _) => bail!(
+                "`{}` reshapes an NHWC {h}×{w}×{c} map to {out_shape:?}; resq flattens maps in NCHW order \
+                 (global pooling first, or a Transpose to NCHW before the reshape)",
+                node.name
+            ),
+            _ => bail!(
+                "`{}` reshapes the {c}×{h}×{w} map to {out_shape:?}; resq supports Flatten / Reshape to \
+                 [1, C·H·W] and reshapes of pooled [1, C, 1, 1] vectors",
+                node.name
+            ),
         };
-        Ok(Some(vec![Value::Act {
-            tensor,
-            view: new_view,
+        Ok(Some(vec![if quantized {
+            Value::Quantized {
+                tensor,
+                view: new_view,
+            }
+        } else {
+            Value::Act {
+                tensor,
+                view: new_view,
+            }
         }]))
     }
 
@@ -771,6 +1051,7 @@ impl<'m> Importer<'m> {
         let View::Flat { c, h, w } = *view else {
             bail!("Gemm / MatMul must follow Flatten")
         };
+        self.check_finite(node, w_i, &f32_values(wt)?)?;
         let wv = wt.cast_to::<f32>()?;
         let wv = wv
             .to_plain_array_view::<f32>()?
@@ -808,6 +1089,7 @@ impl<'m> Importer<'m> {
                 stride: [1, 1],
                 pad: [0; 4],
                 groups: 1,
+                weight_step: self.weight_steps(node, n)?,
                 weights,
                 bias: vec![0.0; n],
                 residual: None,
@@ -839,7 +1121,14 @@ impl<'m> Importer<'m> {
             return Ok(None);
         };
         let inputs = self.input_values(node)?;
-        let x = self.nchw(&inputs[0], "Pad")?;
+        // TensorFlow graphs (tf2onnx's TFLite path) pad NHWC maps before transposing them.
+        let (x, view) = match &inputs[0] {
+            Value::Act {
+                tensor,
+                view: View::Nhwc,
+            } => (*tensor, View::Nhwc),
+            v => (self.nchw(v, "Pad")?, View::Nchw),
+        };
         match &op.mode {
             PadMode::Constant(v) if f32_values(v)?.iter().all(|&v| v == 0.0) => {}
             m => bail!("Pad mode {m:?} is not supported; resq supports constant zero padding"),
@@ -848,7 +1137,10 @@ impl<'m> Importer<'m> {
             op.pads.len() == 4 && op.pads[0] == (0, 0),
             "Pad must pad only C, H and W"
         );
-        let [(cb, ca), (t, b), (l, r)] = [op.pads[1], op.pads[2], op.pads[3]];
+        let [(cb, ca), (t, b), (l, r)] = match view {
+            View::Nhwc => [op.pads[3], op.pads[1], op.pads[2]],
+            _ => [op.pads[1], op.pads[2], op.pads[3]],
+        };
         let [h, w, c] = self.graph.tensors[x].shape;
         let y = self.act_out(node, [h + t + b, w + l + r, c + cb + ca]);
         self.push_layer(
@@ -859,7 +1151,7 @@ impl<'m> Importer<'m> {
                 pads: [t, b, l, r, cb, ca],
             },
         );
-        Ok(Some(nchw_act(y)))
+        Ok(Some(vec![Value::Act { tensor: y, view }]))
     }
 
     fn slice(&mut self, node: &TypedNode) -> Result<Option<Vec<Value>>> {
@@ -912,7 +1204,7 @@ impl Importer<'_> {
     fn qdq(&mut self, node: &TypedNode) -> Result<Option<Vec<Value>>> {
         let is_quantize = node
             .op_as::<tops::element_wise::ElementWiseOp>()
-            .is_some_and(|op| op.0.name() == "QuantizeLinearI8");
+            .is_some_and(|op| matches!(&*op.0.name(), "QuantizeLinearI8" | "QuantizeLinearU8"));
         let dequantize = node.op_as::<tops::quant::DequantizeLinearF32>();
         if !is_quantize && dequantize.is_none() {
             return Ok(None);
@@ -922,10 +1214,20 @@ impl Importer<'_> {
             (Value::Probs { tensor }, _) => Value::Probs { tensor },
             (Value::Act { tensor, view }, None) => Value::Quantized { tensor, view },
             (Value::Quantized { tensor, view }, Some(dq)) => {
-                let zp = i8::try_from(dq.zero_point).map_err(|_| {
+                // uint8 activations (onnxruntime's default U8) hold q + 128 of the int8 value
+                // with the same scale: the zero point moves by 128, the reals stay the same.
+                let unsigned =
+                    self.model.outlet_fact(node.inputs[0])?.datum_type == u8::datum_type();
+                let zero_point = if unsigned {
+                    dq.zero_point - 128
+                } else {
+                    dq.zero_point
+                };
+                let zp = i8::try_from(zero_point).map_err(|_| {
                     anyhow::anyhow!(
-                        "zero point {} is not int8; resq supports int8 (S8) activations",
-                        dq.zero_point
+                        "zero point {} is outside the {} range",
+                        dq.zero_point,
+                        if unsigned { "uint8" } else { "int8" }
                     )
                 })?;
                 let t = &mut self.graph.tensors[tensor];

@@ -72,6 +72,9 @@ pub struct Conv {
     pub weights: Vec<f32>,
     /// Bias per output channel.
     pub bias: Vec<f32>,
+    /// The integer grid of a pre-quantized (QDQ / QOperator) model's weights: the step of each
+    /// output channel, so that `weights / step` are the model's own integers.
+    pub weight_step: Option<Vec<f32>>,
     /// Residual tensor added before the activation.
     pub residual: Option<usize>,
     /// Activation after bias (and residual).

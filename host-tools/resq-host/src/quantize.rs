@@ -5,7 +5,7 @@
 //! folded in. Every rescale is an i32 multiplier and a right shift (see `resq_kernels::round_shift`).
 
 use anyhow::{bail, ensure, Context, Result};
-use resq_format::write::{write_file, DataSection};
+use resq_format::write::{write_file, Blocks, DataSection};
 use resq_format::{self as fmt, InputSpec, Metadata, OutputSpec, Provenance, SelfTest};
 
 use crate::images::Preprocess;
@@ -278,7 +278,10 @@ pub fn quantize(graph: &Graph, ranges: &[(f32, f32)], info: &FileInfo) -> Result
     let wide_weights: Vec<bool> = graph
         .layers
         .iter()
-        .map(|l| matches!(l.op, Op::Conv(_)) && info.int16.contains(&l.op.output()))
+        .map(|l| match &l.op {
+            Op::Conv(c) => info.int16.contains(&c.output) || own_grid_needs_int16(c),
+            _ => false,
+        })
         .collect();
     let mut layers = heapless::Vec::new();
     for (layer, &wide) in graph.layers.iter().zip(&wide_weights) {
@@ -376,7 +379,11 @@ pub fn quantize(graph: &Graph, ranges: &[(f32, f32)], info: &FileInfo) -> Result
             expected: st_out,
         },
     };
-    let mut file = write_file(&meta, &precision, &data).context("encoding the metadata")?;
+    let blocks = Blocks {
+        precision,
+        resize: Some(p.resize),
+    };
+    let mut file = write_file(&meta, &blocks, &data).context("encoding the metadata")?;
 
     let expected = {
         let aligned = resq_engine::AlignedBytes::new(&file);
@@ -395,6 +402,36 @@ pub fn quantize(graph: &Graph, ranges: &[(f32, f32)], info: &FileInfo) -> Result
 
 fn bytemuck_i8(v: &[i8]) -> &[u8] {
     bytemuck::cast_slice(v)
+}
+
+/// Whether a pre-quantized layer's own weight integers overflow int8 (uint8 weights with a
+/// zero point, as onnxruntime's U8U8 writes them, span up to ±255): kept exactly as int16.
+fn own_grid_needs_int16(c: &crate::ir::Conv) -> bool {
+    let Some(steps) = &c.weight_step else {
+        return false;
+    };
+    c.weights
+        .chunks(c.filter_len())
+        .zip(steps)
+        .any(|(filter, &s)| s > 0.0 && filter.iter().any(|w| (w / s).abs() > 127.49))
+}
+
+/// The weight step of one output channel: `max|w| / wmax`, floored so that the channel's bias,
+/// at the accumulator's scale `s_in · step`, takes at most half of `limit`.
+///
+/// Trained weights can leave a channel "dead", every weight ≈ 1e-34 after weight decay, beside
+/// an ordinary BatchNorm bias: the plain step would put that bias at 10³⁶ accumulator units.
+/// With the floor the channel's weights quantize to 0 and its bias stays exact, which is what
+/// the float model computes; onnxruntime raises its weight scale for the int32 bias the same
+/// way. A step below the smallest normal f32 is never used.
+pub fn weight_step(max_abs: f32, wmax: f32, bias: f32, input_scale: f32, limit: f64) -> f32 {
+    let plain = if max_abs > 0.0 { max_abs / wmax } else { 1.0 };
+    plain.max(bias_floor(bias, input_scale, limit))
+}
+
+/// The smallest weight step at which `bias` takes at most half of the accumulator's `limit`.
+fn bias_floor(bias: f32, input_scale: f32, limit: f64) -> f32 {
+    ((bias.abs() as f64 / (input_scale as f64 * limit / 2.0)) as f32).max(f32::MIN_POSITIVE)
 }
 
 /// One layer; `wide_weights`: int16 weights and i64 biases (a convolution kept at int16).
@@ -421,9 +458,24 @@ fn quantize_op(
             let mut weights: Vec<i32> = Vec::with_capacity(c.weights.len());
             let mut bias: Vec<i64> = Vec::with_capacity(cout);
             let mut reals = Vec::with_capacity(cout + 1);
+            // int8 inputs share the i32 accumulator with Σ x·w; int16 inputs accumulate in
+            // i64 with an i32 bias; int16 weights have an i64 bias.
+            let limit = if wide_weights {
+                (1u64 << 62) as f64
+            } else if qi.int16 {
+                i32::MAX as f64
+            } else {
+                (1u64 << 30) as f64
+            };
             for (oc, filter) in c.weights.chunks(flen).enumerate() {
                 let max = filter.iter().fold(0.0f32, |m, w| m.max(w.abs()));
-                let sw = if max > 0.0 { max / wmax } else { 1.0 };
+                let own = c.weight_step.as_ref().map(|s| s[oc]).filter(|&s| {
+                    // The model's own grid, where its integers fit and the bias fits.
+                    s > 0.0
+                        && max / s <= wmax + 0.49
+                        && s >= bias_floor(c.bias[oc], qi.scale, limit)
+                });
+                let sw = own.unwrap_or_else(|| weight_step(max, wmax, c.bias[oc], qi.scale, limit));
                 let qw: Vec<i32> = filter
                     .iter()
                     .map(|w| (w / sw).round().clamp(-wmax, wmax) as i32)
@@ -431,15 +483,6 @@ fn quantize_op(
                 let acc_scale = qi.scale as f64 * sw as f64;
                 let b = (c.bias[oc] as f64 / acc_scale).round();
                 let folded = b - qi.zero_point as f64 * qw.iter().map(|&w| w as f64).sum::<f64>();
-                // int8 inputs share the i32 accumulator with Σ x·w; int16 inputs accumulate in
-                // i64 with an i32 bias; int16 weights have an i64 bias.
-                let limit = if wide_weights {
-                    (1u64 << 62) as f64
-                } else if qi.int16 {
-                    i32::MAX as f64
-                } else {
-                    (1u64 << 30) as f64
-                };
                 ensure!(
                     folded.abs() < limit,
                     "bias of channel {oc} does not fit the accumulator ({folded})"
@@ -576,4 +619,26 @@ pub fn check_limits(graph: &Graph) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dead_channel_keeps_its_bias_and_quantizes_its_weights_to_zero() {
+        // Weight decay left every weight at ~1e-34; BatchNorm left a bias of -3.4.
+        let (limit, input_scale, bias) = ((1u64 << 30) as f64, 0.02, -3.4f32);
+        let step = weight_step(1e-34, 127.0, bias, input_scale, limit);
+        let folded = (bias as f64 / (input_scale as f64 * step as f64)).round();
+        assert!(folded.abs() <= limit / 2.0, "bias {folded} overflows");
+        assert_eq!((1e-34f32 / step).round(), 0.0);
+        // The plain step of a live channel is left alone.
+        assert_eq!(
+            weight_step(0.5, 127.0, bias, input_scale, limit),
+            0.5 / 127.0
+        );
+        // A channel that is all zero with no bias stays finite.
+        assert!(weight_step(0.0, 127.0, 0.0, input_scale, limit) > 0.0);
+    }
 }

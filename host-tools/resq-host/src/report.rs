@@ -24,8 +24,8 @@ use resq_format::{Layout, Model, Op};
 use serde_json::{json, Value};
 
 use crate::calibrate::Observer;
-use crate::eval::{evaluate, preprocess_of, EvalReport, Reference};
-use crate::images::{labelled_dataset, list_images, sha256_file, Sample};
+use crate::eval::{check_reference_input, evaluate, preprocess_of, EvalReport, Reference};
+use crate::images::{labelled_dataset_for, list_images, sha256_file, Dataset, Sample};
 use crate::import::{import, load};
 use crate::ir;
 
@@ -157,6 +157,9 @@ pub struct Report {
     pub input: TensorStats,
     /// Layers in execution order.
     pub layers: Vec<LayerStats>,
+    /// How the class folders were numbered when the model has no labels (see
+    /// [`crate::images::Dataset::note`]); `resq report` prints it.
+    pub notes: Vec<String>,
 }
 
 /// Evenly spaced picks of at most `k` items (all when `k` is 0 or ≥ the length), so a
@@ -169,23 +172,24 @@ pub(crate) fn spread<T: Clone>(items: &[T], k: usize) -> Vec<T> {
     (0..k).map(|i| items[i * n / k].clone()).collect()
 }
 
-/// The image set: labelled when a CSV is given or the folder has class sub-folders.
-fn dataset(images: &Path, labels: Option<&Path>) -> Result<(Vec<Sample>, bool)> {
+/// The image set: labelled when a CSV is given or the folder has class sub-folders (matched
+/// to the model's `classes` by name, see [`labelled_dataset_for`]).
+fn dataset(images: &Path, labels: Option<&Path>, classes: &[&str]) -> Result<(Dataset, bool)> {
     if labels.is_some() {
-        return Ok((labelled_dataset(images, labels)?, true));
+        return Ok((labelled_dataset_for(images, labels, classes)?, true));
     }
     let has_classes = std::fs::read_dir(images)
         .with_context(|| format!("--images: cannot read folder {}", images.display()))?
         .filter_map(|e| e.ok())
         .any(|e| e.path().is_dir());
     if has_classes {
-        let samples = labelled_dataset(images, None)?;
+        let dataset = labelled_dataset_for(images, None, classes)?;
         ensure!(
-            !samples.is_empty(),
+            !dataset.samples.is_empty(),
             "--images {}: the class sub-folders hold no PNG or JPEG images",
             images.display()
         );
-        return Ok((samples, true));
+        return Ok((dataset, true));
     }
     // A plain folder: no labels, so only int8 / f32 agreement means anything; the label is a
     // placeholder that `evaluate` accepts and the report ignores.
@@ -193,7 +197,13 @@ fn dataset(images: &Path, labels: Option<&Path>) -> Result<(Vec<Sample>, bool)> 
         .into_iter()
         .map(|path| Sample { path, label: 0 })
         .collect();
-    Ok((samples, false))
+    Ok((
+        Dataset {
+            samples,
+            note: None,
+        },
+        false,
+    ))
 }
 
 /// Runs the comparison and collects the statistics.
@@ -207,7 +217,9 @@ pub fn build_report(opts: &ReportOptions) -> Result<Report> {
     let bytes = AlignedBytes::new(&raw);
     let model =
         Model::parse(bytes.as_bytes()).map_err(|e| anyhow!("{}: {e}", opts.file.display()))?;
-    let (samples, labelled) = dataset(&opts.images, opts.labels.as_deref())?;
+    let classes: Vec<&str> = model.labels().collect();
+    let (Dataset { samples, note }, labelled) =
+        dataset(&opts.images, opts.labels.as_deref(), &classes)?;
     let stats_samples = spread(&samples, opts.max_images);
     let eval_samples = spread(&samples, opts.eval_images);
 
@@ -258,6 +270,7 @@ pub fn build_report(opts: &ReportOptions) -> Result<Report> {
         eval,
         input,
         layers,
+        notes: note.into_iter().collect(),
     })
 }
 
@@ -333,7 +346,7 @@ fn eval_pass(
 ) -> Result<EvalReport> {
     let mut engine = Engine::from_bytes(bytes.as_bytes())
         .map_err(|e| anyhow!("{}: {e}", opts.file.display()))?;
-    let reference = Reference::load(&opts.reference, engine.model().meta.input.layout)?;
+    let reference = Reference::load_for(&opts.reference, engine.model(), &opts.file)?;
     let mut total = EvalReport {
         images: samples.len(),
         ..Default::default()
@@ -555,6 +568,7 @@ fn layer_pass(
         .map_err(|e| anyhow!("{}: {e}", opts.file.display()))?;
     let model = engine.model().clone();
     let source = load(&opts.reference, model.meta.input.layout)?;
+    check_reference_input(&model, &opts.file, &opts.reference, &source)?;
     let graph = import(&source, model.meta.name)
         .with_context(|| format!("importing the reference {}", opts.reference.display()))?;
     check_same_graph(opts, &model, &graph)?;

@@ -252,7 +252,17 @@ pub fn build_with_int16(
     for t in int16 {
         precision.int16.push(*t).expect("capacity");
     }
-    write_file(&meta, &precision, &data).expect("write_file")
+    write_file(&meta, &precision.into(), &data).expect("write_file")
+}
+
+/// The unmodified tiny model with `resize` as its resize block.
+pub fn build_with_resize(resize: Resize) -> Vec<u8> {
+    let (meta, data) = tiny_parts();
+    let blocks = resq_format::write::Blocks {
+        precision: Precision::default(),
+        resize: Some(resize),
+    };
+    write_file(&meta, &blocks, &data).expect("write_file")
 }
 
 /// The unmodified tiny model.
