@@ -315,18 +315,17 @@ fn read_image_folder(dir: &Path, labels: &[&str]) -> Result<Dataset> {
                 .unwrap_or_default()
         })
         .collect();
-    let number = |name: &str| {
-        name.parse::<usize>()
-            .ok()
-            .filter(|_| name.bytes().all(|b| b.is_ascii_digit()))
-    };
     let mut note = None;
     let indices: Vec<usize> = if !labels.is_empty() {
         names
             .iter()
             .map(|name| class_of_folder(dir, name, labels))
             .collect::<Result<_>>()?
-    } else if let Some(indices) = names.iter().map(|n| number(n)).collect::<Option<Vec<_>>>() {
+    } else if let Some(indices) = names
+        .iter()
+        .map(|n| folder_number(n))
+        .collect::<Option<Vec<_>>>()
+    {
         indices
     } else {
         let shown: Vec<String> = names
@@ -355,6 +354,13 @@ fn read_image_folder(dir: &Path, labels: &[&str]) -> Result<Dataset> {
     Ok(Dataset { samples: out, note })
 }
 
+/// The class index a folder named by a number (`0`, `3`; digits only) stands for.
+fn folder_number(name: &str) -> Option<usize> {
+    name.parse::<usize>()
+        .ok()
+        .filter(|_| name.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// The class index of ImageFolder folder `name`: the label of that name (exactly, then
 /// ignoring case), else the number it is.
 fn class_of_folder(dir: &Path, name: &str, labels: &[&str]) -> Result<usize> {
@@ -367,17 +373,15 @@ fn class_of_folder(dir: &Path, name: &str, labels: &[&str]) -> Result<usize> {
     {
         return Ok(i);
     }
-    if name.bytes().all(|b| b.is_ascii_digit()) {
-        if let Ok(i) = name.parse::<usize>() {
-            ensure!(
-                i < labels.len(),
-                "{}: class folder `{name}` is class number {i}, but the model has {} classes (0..={})",
-                dir.join(name).display(),
-                labels.len(),
-                labels.len() - 1
-            );
-            return Ok(i);
-        }
+    if let Some(i) = folder_number(name) {
+        ensure!(
+            i < labels.len(),
+            "{}: class folder `{name}` is class number {i}, but the model has {} classes (0..={})",
+            dir.join(name).display(),
+            labels.len(),
+            labels.len() - 1
+        );
+        return Ok(i);
     }
     const SHOWN: usize = 50;
     let mut list = labels

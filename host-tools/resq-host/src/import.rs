@@ -534,7 +534,7 @@ impl<'m> Importer<'m> {
 
     /// The pre-quantized weight steps of `node` (tract keeps the ONNX node's name, or makes it a
     /// prefix of the names of the ops it lowers to), one per output channel.
-    fn weight_steps(&self, node: &TypedNode, channels: usize) -> Result<Option<Vec<f32>>> {
+    fn weight_steps(&self, node: &TypedNode, channels: usize) -> Option<Vec<f32>> {
         let found = self.weight_steps.get(&node.name).or_else(|| {
             self.weight_steps
                 .iter()
@@ -546,12 +546,11 @@ impl<'m> Importer<'m> {
                 .max_by_key(|(name, _)| name.len())
                 .map(|(_, s)| s)
         });
-        Ok(match found {
-            None => None,
-            Some(s) if s.len() == 1 => Some(vec![s[0]; channels]),
-            Some(s) if s.len() == channels => Some(s.clone()),
-            Some(_) => None,
-        })
+        match found? {
+            s if s.len() == 1 => Some(vec![s[0]; channels]),
+            s if s.len() == channels => Some(s.clone()),
+            _ => None,
+        }
     }
 
     /// Refuses weights or biases that are not finite, naming the constant.
@@ -641,7 +640,7 @@ impl<'m> Importer<'m> {
                 stride,
                 pad,
                 groups,
-                weight_step: self.weight_steps(node, oc)?,
+                weight_step: self.weight_steps(node, oc),
                 weights,
                 bias,
                 residual: None,
@@ -1089,7 +1088,7 @@ impl<'m> Importer<'m> {
                 stride: [1, 1],
                 pad: [0; 4],
                 groups: 1,
-                weight_step: self.weight_steps(node, n)?,
+                weight_step: self.weight_steps(node, n),
                 weights,
                 bias: vec![0.0; n],
                 residual: None,
