@@ -57,6 +57,36 @@ impl Header {
     /// Decodes and checks the header of `file` (the whole file): magic, version, that every
     /// length agrees with the file's real length, and the CRC of the body.
     pub fn parse(file: &[u8]) -> Result<Header, FormatError> {
+        let header = Header::parse_prefix(file)?;
+        let actual = file.len() as u64;
+        if header.file_len > actual {
+            return Err(FormatError::Truncated {
+                expected: header.file_len,
+                actual,
+            });
+        }
+        if header.file_len < actual {
+            return Err(FormatError::TrailingBytes {
+                expected: header.file_len,
+                actual,
+            });
+        }
+        let crc = body_crc(&file[HEADER_LEN..]);
+        if crc != header.crc32 {
+            return Err(FormatError::BadCrc {
+                stored: header.crc32,
+                computed: crc,
+            });
+        }
+        Ok(header)
+    }
+
+    /// Decodes and checks the 64 header bytes alone (`bytes` may be the whole file or just its
+    /// start): magic, version, fields and that the sections' offsets and lengths agree with
+    /// each other. Readers call this before reading the rest, so a file's stated length is
+    /// known, and bounded, before any memory is set aside for it.
+    pub fn parse_prefix(bytes: &[u8]) -> Result<Header, FormatError> {
+        let file = bytes;
         if file.len() < HEADER_LEN {
             if file.len() >= 8 && file[..8] != MAGIC {
                 return Err(FormatError::BadMagic);
@@ -117,19 +147,6 @@ impl Header {
             data_len: u64_at(48),
             crc32: u32_at(56),
         };
-        let actual = file.len() as u64;
-        if header.file_len > actual {
-            return Err(FormatError::Truncated {
-                expected: header.file_len,
-                actual,
-            });
-        }
-        if header.file_len < actual {
-            return Err(FormatError::TrailingBytes {
-                expected: header.file_len,
-                actual,
-            });
-        }
         if header.meta_offset != HEADER_LEN as u64 {
             return Err(FormatError::BadHeader {
                 field: "meta_offset",
@@ -153,13 +170,6 @@ impl Header {
             return Err(FormatError::BadHeader {
                 field: "data_len",
                 why: "the data section must end the file",
-            });
-        }
-        let crc = body_crc(&file[HEADER_LEN..]);
-        if crc != header.crc32 {
-            return Err(FormatError::BadCrc {
-                stored: header.crc32,
-                computed: crc,
             });
         }
         Ok(header)
