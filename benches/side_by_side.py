@@ -19,7 +19,7 @@ Run from the repository root (not part of the test command; takes several minute
 
     pip install onnxruntime onnx numpy sympy
     python3 benches/side_by_side.py                       # ResNet-18 and ResNet-50, 1 and 2 threads
-    python3 benches/side_by_side.py --models resnet18 --threads 1 --rounds 3 --iters 20
+    python3 benches/side_by_side.py --models resnet18 --threads 1 --rounds 3 --iterations 20
 """
 
 import argparse
@@ -130,7 +130,7 @@ class Ort:
 
 
 def resq_bench(resq, path, threads, iters, warmup, extra=()):
-    out = subprocess.run([resq, "bench", path, "--threads", str(threads), "--iters", str(iters),
+    out = subprocess.run([resq, "bench", "-m", path, "--threads", str(threads), "--iterations", str(iters),
                           "--warmup", str(warmup), "--json", *extra],
                          check=True, capture_output=True, text=True).stdout
     return json.loads(out)
@@ -138,7 +138,7 @@ def resq_bench(resq, path, threads, iters, warmup, extra=()):
 
 def tract_bench(path, threads, iters, warmup):
     exe = ROOT / "target/tract-bench/release/resq-tract-bench"
-    out = subprocess.run([exe, path, "--threads", str(threads), "--iters", str(iters),
+    out = subprocess.run([exe, path, "--threads", str(threads), "--iterations", str(iters),
                           "--warmup", str(warmup)], check=True, capture_output=True,
                          text=True).stdout
     return json.loads(out)
@@ -190,7 +190,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--models", default="resnet18,resnet50")
     p.add_argument("--threads", default="1,2")
-    p.add_argument("--iters", type=int, default=20, help="timed inferences per round")
+    p.add_argument("--iterations", dest="iters", type=int, default=20, help="timed inferences per round")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median of medians)")
     p.add_argument("--work", default=str(ROOT / "target/bench"), help="models are cached here")
@@ -230,7 +230,7 @@ def main():
                 for e in engines:
                     v = timings[e]()
                     if isinstance(v, dict):
-                        med, lo = v["median_ms"], v["min_ms"]
+                        med, lo = v["inference_ms"]["median"], v["inference_ms"]["min"]
                         if e == "resq int8":
                             extras[(m, t, "kernel")] = v["kernel"]
                             extras[(m, t, "mem")] = (v.get("peak_rss_mib"), v.get("file_mib"))

@@ -81,6 +81,67 @@ fn convert_onnx(onnx: &[u8]) -> anyhow::Result<Vec<u8>> {
     convert(&opts).map(|c| c.bytes)
 }
 
+/// input [1, 3, size, size] → Conv (4 filters, `kernel`², stride 1) → GlobalAveragePool →
+/// Flatten, as ONNX bytes.
+fn conv_model(size: i64, kernel: i64) -> Vec<u8> {
+    let weights = tract_onnx::pb::TensorProto {
+        name: "w".into(),
+        dims: vec![4, 3, kernel, kernel],
+        data_type: DataType::Float as i32,
+        float_data: (0..4 * 3 * kernel * kernel)
+            .map(|i| ((i % 7) as f32 - 3.0) * 0.01)
+            .collect(),
+        ..Default::default()
+    };
+    let mut conv = node("/stem/conv", "Conv", "input", "a");
+    conv.input.push("w".into());
+    let graph = GraphProto {
+        name: "g".into(),
+        node: vec![
+            conv,
+            node("gap", "GlobalAveragePool", "a", "b"),
+            node("flat", "Flatten", "b", "out"),
+        ],
+        initializer: vec![weights],
+        input: vec![value_info("input", &[1, 3, size, size])],
+        output: vec![value_info("out", &[1, 4])],
+        ..Default::default()
+    };
+    ModelProto {
+        ir_version: 8,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 13,
+        }],
+        graph: Some(graph),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+#[test]
+fn a_kernel_over_the_format_limit_is_refused_at_import_naming_the_layer() {
+    // Before: the file was written, then refused by its own validation ("internal: the file
+    // just written does not validate").
+    let msg = format!("{:#}", convert_onnx(&conv_model(70, 65)).unwrap_err());
+    assert!(
+        msg.contains("/stem/conv") && msg.contains("kernel 65×65") && msg.contains("limit of 64"),
+        "{msg}"
+    );
+    assert!(!msg.contains("internal"), "{msg}");
+    convert_onnx(&conv_model(70, 7)).expect("a 7×7 kernel converts");
+}
+
+#[test]
+fn an_input_too_large_to_hold_is_refused_before_anything_is_allocated() {
+    // Before: `memory allocation of 10800000000 bytes failed`, SIGABRT.
+    let msg = format!("{:#}", convert_onnx(&conv_model(60000, 3)).unwrap_err());
+    assert!(
+        msg.contains("`input`") && msg.contains("limit is 67108864 values"),
+        "{msg}"
+    );
+}
+
 #[test]
 fn unsupported_op_error_names_node_and_op() {
     let err = convert_onnx(&model_with("Sigmoid", "/head/squash/Sigmoid")).unwrap_err();

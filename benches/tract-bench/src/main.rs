@@ -1,7 +1,8 @@
 //! Times tract's f32 inference of an ONNX image classifier, for `benches/side_by_side.py`.
 //!
-//! `resq-tract-bench MODEL.onnx [--size 224] [--threads N] [--iters N] [--warmup N]` prints one
-//! JSON object with `median_ms`, `min_ms`, `max_ms`, `threads`, `kernel`.
+//! `resq-tract-bench MODEL.onnx [--size 224] [--threads N] [--iterations N] [--warmup N]` prints
+//! one JSON object with the keys `resq bench --json` prints: `inference_ms` {median, min, max},
+//! `iterations`, `warmup`, `threads`, `kernel`.
 
 use std::time::Instant;
 
@@ -23,10 +24,10 @@ fn main() -> Result<()> {
         match a.as_str() {
             "--size" => size = value("--size")?,
             "--threads" => threads = value("--threads")?,
-            "--iters" => iters = value("--iters")?,
+            "--iterations" => iters = value("--iterations")?,
             "--warmup" => warmup = value("--warmup")?,
             _ if model.is_none() && !a.starts_with('-') => model = Some(a),
-            _ => bail!("usage: resq-tract-bench MODEL.onnx [--size N] [--threads N] [--iters N] [--warmup N]"),
+            _ => bail!("usage: resq-tract-bench MODEL.onnx [--size N] [--threads N] [--iterations N] [--warmup N]"),
         }
     }
     let model = model.context("usage: resq-tract-bench MODEL.onnx [--threads N] ...")?;
@@ -68,7 +69,7 @@ fn main() -> Result<()> {
         (ms[ms.len() / 2 - 1] + ms[ms.len() / 2]) / 2.0
     };
     println!(
-        "{{\"median_ms\": {median}, \"min_ms\": {}, \"max_ms\": {}, \"threads\": {threads}, \"iters\": {}, \"kernel\": \"tract f32 0.23.9\"}}",
+        "{{\"inference_ms\": {{\"median\": {median}, \"min\": {}, \"max\": {}}}, \"threads\": {threads}, \"iterations\": {}, \"warmup\": {warmup}, \"kernel\": \"tract f32 0.23.9\"}}",
         ms[0],
         ms[ms.len() - 1],
         ms.len()

@@ -245,6 +245,8 @@ impl<'m> Engine<'m> {
                     }
                     (jobs, in_file)
                 };
+                // `Model::parse` refuses data references sharing a byte (`OverlappingData`), so
+                // packing these ranges in place changes no other array of the model.
                 let mut original = Vec::new();
                 for (range, exec) in &jobs {
                     original.clear();

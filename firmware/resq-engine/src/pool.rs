@@ -54,6 +54,8 @@ struct Shared {
     caller_sleeping: AtomicBool,
     panicked: AtomicBool,
     shutdown: AtomicBool,
+    /// Workers that have started (and so made their start-up allocations).
+    started: AtomicUsize,
 }
 
 /// `threads − 1` workers plus the calling thread.
@@ -74,6 +76,7 @@ impl Pool {
             caller_sleeping: AtomicBool::new(false),
             panicked: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
+            started: AtomicUsize::new(0),
         });
         let workers = (1..threads.max(1))
             .map(|index| {
@@ -83,7 +86,12 @@ impl Pool {
                     .spawn(move || worker(&shared, index))
                     .expect("cannot start a worker thread")
             })
-            .collect();
+            .collect::<Vec<_>>();
+        // A thread allocates as it starts (the runtime's per-thread records), which on a busy
+        // machine can be after the first `run`: wait here, at load, so running never allocates.
+        while shared.started.load(SeqCst) < workers.len() {
+            std::thread::yield_now();
+        }
         Pool { shared, workers }
     }
 
@@ -155,6 +163,7 @@ impl Drop for Pool {
 }
 
 fn worker(s: &Shared, index: usize) {
+    s.started.fetch_add(1, SeqCst);
     // Epoch 0 is the pool's start: a job may be posted before this thread first looks.
     let mut seen = 0;
     loop {

@@ -172,6 +172,37 @@ pub enum FormatError {
         /// Size of the data section.
         data_len: u64,
     },
+    /// Two references into the data section share bytes (the writer gives every array its
+    /// own, and the engine's in-place weight packing relies on it).
+    #[error(
+        "layer {layer} (`{name}`): `{field}` data range {offset}+{len} overlaps layer \
+         {other_layer} (`{other_name}`) `{other_field}` data range {other_offset}+{other_len}; \
+         every array needs its own bytes, so the file is damaged or was not written by resq; \
+         re-convert the model with `resq convert`"
+    )]
+    OverlappingData {
+        /// Layer index of the first reference (the layer count for the graph's own arrays:
+        /// input lookup table, self-test vectors).
+        layer: usize,
+        /// Its layer name (`<graph>` for the graph's own arrays).
+        name: heapless::String<64>,
+        /// Its field.
+        field: &'static str,
+        /// Its offset in the data section.
+        offset: u32,
+        /// Its length in bytes.
+        len: u32,
+        /// Layer index of the reference it overlaps (the layer count for the graph's arrays).
+        other_layer: usize,
+        /// That layer's name.
+        other_name: heapless::String<64>,
+        /// That field.
+        other_field: &'static str,
+        /// Its offset in the data section.
+        other_offset: u32,
+        /// Its length in bytes.
+        other_len: u32,
+    },
 }
 
 /// A layer or tensor name, cut to fit an error message without allocating.

@@ -531,6 +531,114 @@ fn rejects_data_ref_out_of_bounds() {
     );
 }
 
+/// Data references must not share bytes: `Engine::from_bytes_in_place` packs a layer's weights
+/// over the file's, which would change any other array on the same bytes
+/// (fuzz/regressions/resq_model/in-place-packing-bias-aliases-next-weights.resq).
+#[test]
+fn rejects_overlapping_data_refs() {
+    // Two layers on the same bytes, as a deduplicating writer would do: fc's 5 biases are
+    // conv1's first 5 (valid biases for fc, so only the overlap is wrong).
+    let e = parse_err(&build(|m, _| {
+        conv(m, L_FC).bias.offset = conv(m, L_CONV1).bias.offset;
+    }));
+    assert!(
+        matches!(
+            &e,
+            FormatError::OverlappingData {
+                layer: L_CONV1,
+                field: "bias",
+                other_layer: L_FC,
+                other_field: "bias",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let msg = e.to_string();
+    assert!(
+        msg.contains(LAYER_NAMES[L_CONV1]) && msg.contains(LAYER_NAMES[L_FC]),
+        "names both layers: {msg}"
+    );
+
+    // A partial overlap: fc's weights start 8 bytes before the end of conv1's.
+    let e = parse_err(&build(|m, _| {
+        let w = conv(m, L_CONV1).weights;
+        conv(m, L_FC).weights.offset = w.offset + w.len - 8;
+    }));
+    assert!(
+        matches!(
+            e,
+            FormatError::OverlappingData {
+                layer: L_CONV1,
+                field: "weights",
+                other_layer: L_FC,
+                other_field: "weights",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+
+    // Within one layer: conv1's biases on its multipliers (valid as biases too).
+    let e = parse_err(&build(|m, _| {
+        let c = conv(m, L_CONV1);
+        c.bias.offset = c.requant.mults.offset;
+    }));
+    assert!(
+        matches!(
+            e,
+            FormatError::OverlappingData {
+                layer: L_CONV1,
+                field: "bias",
+                other_layer: L_CONV1,
+                other_field: "multipliers",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+
+    // The graph's own arrays (layer = layer count): the self-test output inside the lookup table.
+    let layers = LAYER_NAMES.len();
+    let e = parse_err(&build(|m, _| {
+        m.self_test.expected.offset = m.input.lut.offset + 100;
+    }));
+    assert!(
+        matches!(
+            &e,
+            FormatError::OverlappingData {
+                layer,
+                field: "input lut",
+                other_layer,
+                other_field: "self-test output",
+                ..
+            } if *layer == layers && *other_layer == layers
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("<graph>"), "{e}");
+}
+
+/// Touching ranges share no byte, and disjoint ranges in any order are fine (the reader does not
+/// require the writer's layout order).
+#[test]
+fn accepts_adjacent_and_reordered_data_refs() {
+    let (meta, _) = tiny_parts();
+    let lut = meta.input.lut;
+    let Op::Conv(c) = meta.layers[L_CONV1].op else {
+        panic!("conv1 is a conv")
+    };
+    assert_eq!(
+        lut.offset + lut.len,
+        c.weights.offset,
+        "adjacent in the tiny model"
+    );
+    parse(&tiny_model()).expect("adjacent ranges are disjoint");
+    // The lookup table moved after the self-test vectors: out of layout order, still disjoint.
+    parse(&build(|m, d| m.input.lut = d.push_i8(&TinyData::new().lut)))
+        .expect("disjoint ranges out of layout order");
+}
+
 #[test]
 fn rejects_misaligned_i32_ref() {
     let e = parse_err(&build(|m, _| conv(m, L_CONV1).bias.offset += 1));

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use resq_io::ResultExt;
 use serde::Deserialize;
 
 /// The shipped profiles, by name.
@@ -144,15 +145,19 @@ impl Profile {
         Ok(p)
     }
 
-    /// A built-in profile by name, or a profile file by path.
+    /// A built-in profile by name, or a profile file by path (read with a size limit). Every
+    /// error is bad input (exit status [`resq_io::exit::BAD_INPUT`]).
     pub fn load(name_or_file: &str) -> Result<Profile> {
+        Profile::load_unclassified(name_or_file).bad_input()
+    }
+
+    fn load_unclassified(name_or_file: &str) -> Result<Profile> {
         if let Some((_, text)) = BUILTIN.iter().find(|(n, _)| *n == name_or_file) {
             return Profile::parse(text, &format!("`{name_or_file}` (built in)"));
         }
         let path = Path::new(name_or_file);
         if path.exists() {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read board profile {}", path.display()))?;
+            let text = resq_io::read_text(path, "board profile")?;
             return Profile::parse(&text, &path.display().to_string());
         }
         bail!(

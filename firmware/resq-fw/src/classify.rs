@@ -11,7 +11,7 @@ use resq_preprocess::{
     channel_count, ChannelOrder, Frame, PixelFormat, PreprocessError, Resampler, Resize,
 };
 
-use crate::frame::FrameBuf;
+use crate::frame::{check_size, FrameBuf};
 use crate::model::ModelFile;
 
 /// Most entries a top-k list holds.
@@ -172,6 +172,9 @@ pub fn decode_jpeg(
     let bad = |e: image::ImageError| FrameError::Jpeg(e.to_string());
     let decoder = JpegDecoder::new(Cursor::new(bytes)).map_err(bad)?;
     let (w, h) = decoder.dimensions();
+    // The header's size would size the buffer below: a damaged or hostile header is refused.
+    check_size(w as usize, h as usize)
+        .map_err(|why| FrameError::Jpeg(format!("its header says {why}")))?;
     let format = match decoder.color_type() {
         ColorType::L8 => PixelFormat::Grey8,
         ColorType::Rgb8 => PixelFormat::Rgb24,
@@ -182,15 +185,35 @@ pub fn decode_jpeg(
         }
     };
     out.resize(decoder.total_bytes() as usize, 0);
-    decoder.read_image(out).map_err(bad)?;
+    // zune-jpeg 0.5 panics on some damaged JPEGs (fuzz/regressions/image_preprocess).
+    resq_io::contain_panic(|| decoder.read_image(out))
+        .map_err(|p| FrameError::Jpeg(format!("the decoder failed on the frame ({p})")))?
+        .map_err(bad)?;
     Ok((format, w as usize, h as usize))
 }
 
 /// A model, its engine and its preprocessing: frames in, scores out. One per worker thread.
+///
+/// Scores are always probabilities: the softmax of the model's dequantized outputs, whether
+/// or not the source model ended in a softmax (a `.resq` file stores the int8 graph up to the
+/// softmax and flags it; the engine leaves the softmax to its caller). The dequantized outputs
+/// themselves, before any softmax, are the logits.
 pub struct Classifier {
     engine: Engine<'static>,
     prep: Preparer,
-    scores: Vec<f32>,
+    logits: Vec<f32>,
+    probabilities: Vec<f32>,
+}
+
+/// The model's dequantized outputs (`logits`, before any softmax) and their softmax
+/// (`probabilities`), both of the model's class count.
+pub fn read_scores(engine: &Engine, logits: &mut [f32], probabilities: &mut [f32]) {
+    let t = engine.model().output();
+    for (l, &q) in logits.iter_mut().zip(engine.output()) {
+        *l = t.scale * (q as f32 - t.zero_point as f32);
+    }
+    probabilities.copy_from_slice(logits);
+    resq_engine::softmax(probabilities);
 }
 
 impl Classifier {
@@ -201,7 +224,8 @@ impl Classifier {
         Ok(Classifier {
             engine,
             prep: Preparer::default(),
-            scores: vec![0.0; classes],
+            logits: vec![0.0; classes],
+            probabilities: vec![0.0; classes],
         })
     }
 
@@ -210,13 +234,16 @@ impl Classifier {
         &self.engine
     }
 
-    /// Scores (probabilities when the model ends in a softmax, else dequantized logits) of one
-    /// frame.
+    /// Class probabilities of one frame (see [`Classifier::logits`] for the raw outputs).
     pub fn classify(&mut self, frame: &FrameBuf) -> Result<&[f32], FrameError> {
         self.prep.prepare(frame, &mut self.engine)?;
-        self.engine.run();
-        self.engine.scores(&mut self.scores);
-        Ok(&self.scores)
+        Ok(self.infer())
+    }
+
+    /// The logits of the last frame classified: the model's dequantized outputs, before the
+    /// softmax that makes [`Classifier::classify`]'s probabilities.
+    pub fn logits(&self) -> &[f32] {
+        &self.logits
     }
 
     /// Preprocessing alone (for benchmarks).
@@ -224,11 +251,11 @@ impl Classifier {
         self.prep.prepare(frame, &mut self.engine)
     }
 
-    /// Inference alone on the prepared input (for benchmarks).
+    /// Inference alone on the prepared input (for benchmarks): the class probabilities.
     pub fn infer(&mut self) -> &[f32] {
         self.engine.run();
-        self.engine.scores(&mut self.scores);
-        &self.scores
+        read_scores(&self.engine, &mut self.logits, &mut self.probabilities);
+        &self.probabilities
     }
 }
 
@@ -243,5 +270,31 @@ mod tests {
         assert_eq!(t, vec![(1, 0.5), (3, 0.5), (2, 0.2)]);
         assert_eq!(top_k(&s, 100).len(), 5);
         assert_eq!(top_k(&s, 0).len(), 1);
+    }
+
+    #[test]
+    fn an_mjpeg_frame_claiming_a_huge_size_is_refused_before_its_buffer_is_sized() {
+        let mut jpeg = vec![];
+        image::codecs::jpeg::JpegEncoder::new(&mut jpeg)
+            .encode(&[90; 16 * 8 * 3], 16, 8, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        let mut out = vec![];
+        assert_eq!(
+            decode_jpeg(&jpeg, &mut out).unwrap(),
+            (PixelFormat::Rgb24, 16, 8)
+        );
+        // SOF0: FF C0, length (2), precision (1), height (2), width (2).
+        let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        jpeg[sof + 5..sof + 9].copy_from_slice(&[0xEA, 0x60, 0xEA, 0x60]); // 60000 × 60000
+        let e = decode_jpeg(&jpeg, &mut out).unwrap_err().to_string();
+        assert!(
+            e.contains("its header says it is 60000×60000 pixels, over the limit"),
+            "{e}"
+        );
+        assert!(
+            out.capacity() < 1 << 20,
+            "{} bytes set aside",
+            out.capacity()
+        );
     }
 }

@@ -6,6 +6,15 @@ use std::time::{Instant, SystemTime};
 
 use resq_preprocess::{Frame, PixelFormat, PreprocessError, YuvRange};
 
+/// Refuses a frame size over the limits both tools apply to images
+/// ([`resq_io::MAX_IMAGE_SIDE`] per side, [`resq_io::MAX_IMAGE_PIXELS`] in all), before any
+/// buffer is sized for it: what a camera driver, a GStreamer caps event or a JPEG header
+/// announces is checked here first. The error says the size and the limit.
+pub fn check_size(width: usize, height: usize) -> Result<(), String> {
+    let side = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+    resq_io::image_file::check_size(side(width), side(height))
+}
+
 /// How a frame's bytes are encoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Encoding {
@@ -94,10 +103,11 @@ impl FrameBuf {
         let base = bytes.as_ptr() as usize;
         let mut planes = [0..0, 0..0, 0..0];
         for (p, plane) in f.planes.iter().enumerate() {
-            let start = plane.as_ptr() as usize - base;
+            // An unused plane is `&[]`, whose address is anywhere: only used planes are offsets.
             planes[p] = if plane.is_empty() {
                 0..0
             } else {
+                let start = plane.as_ptr() as usize - base;
                 start..start + plane.len()
             };
         }
@@ -164,5 +174,23 @@ impl FrameBuf {
             range: self.range,
         };
         Some(frame.validate().map(|_| frame))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_sizes_over_the_image_limits_are_refused() {
+        assert!(check_size(640, 480).is_ok());
+        assert!(check_size(resq_io::MAX_IMAGE_SIDE as usize, 4096).is_ok());
+        let e = check_size(100_000, 100_000).unwrap_err();
+        assert!(
+            e.contains("100000×100000") && e.contains("16384 per side"),
+            "{e}"
+        );
+        assert!(check_size(usize::MAX, 1).is_err());
+        assert!(check_size(0, 480).is_err());
     }
 }

@@ -1,7 +1,9 @@
 //! `resq-fw`: classify camera frames on the board, offline.
 //!
 //! A thin shell over the `resq_fw` library: each subcommand parses its flags and calls one
-//! function.
+//! function. Every command ends through [`resq_io::finish`], with the exit statuses `resq`
+//! uses too: 0 done, 1 failure while running (camera, device, disk), 2 usage (clap), 3 an input
+//! was refused (model, image, camera URI, board profile, flag value), 4 self-test mismatch.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,16 +12,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use resq_fw::board::Profile;
 use resq_fw::classify::{top_k, Classifier, MAX_TOP_K};
 use resq_fw::frame::FrameBuf;
 use resq_fw::gpio::{open_line, Indicators};
 use resq_fw::model::{labels, ModelFile};
-use resq_fw::report::{entries, human_score};
+use resq_fw::report::{entries, Columns, ImageRecord};
 use resq_fw::service::{self, End, ServiceConfig};
 use resq_fw::source::SourceSpec;
+use resq_io::timing::Stats;
+use resq_io::{bad_input, exit, ResultExt};
 use resq_preprocess::PixelFormat;
 use serde::Serialize;
 
@@ -44,7 +48,9 @@ enum Command {
     ///   resq-fw run --model m.resq --camera 'gst:videotestsrc num-buffers=300 ! videoconvert' --json
     ///   resq-fw run --model m.resq --camera dir:models/photos
     Run(RunArgs),
-    /// Classify image files, one line each.
+    /// Classify image files, one line each: image, label, probability, latency, runner-ups.
+    ///
+    /// Exits 3 when some images could not be read (after classifying the others).
     ///
     /// Example:
     ///   resq-fw classify --model m.resq photos/*.png
@@ -54,10 +60,13 @@ enum Command {
     /// Example:
     ///   resq-fw bench --model m.resq --format yuyv --size 640x480
     Bench(BenchArgs),
-    /// Run the model file's self-test vector; exits 1 on a mismatch.
+    /// Run the model file's self-test vector; exits 4 on a mismatch.
     Selftest {
         #[command(flatten)]
         common: Common,
+        /// One JSON object: passed, model, name, layers, classes, arena_bytes, kernel, isa.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the systemd unit for a board (install paths from its profile).
     ///
@@ -72,7 +81,11 @@ enum Command {
         model: Option<String>,
     },
     /// List the built-in board profiles.
-    Boards,
+    Boards {
+        /// A JSON array of {name, description}.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -150,9 +163,12 @@ enum BenchFormat {
 struct BenchArgs {
     #[command(flatten)]
     common: Common,
-    /// Iterations.
+    /// Timed iterations.
     #[arg(long, default_value_t = 200)]
     iterations: usize,
+    /// Untimed iterations first.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
     /// Synthetic frame size, WIDTHxHEIGHT.
     #[arg(long, default_value = "640x480")]
     size: String,
@@ -166,32 +182,49 @@ struct BenchArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
+    // Commands that only print end like `cat` when their reader goes (`… | head -1`); `run`
+    // drives GPIO lines, so it keeps SIGPIPE ignored and stops cleanly on the write error.
+    if !matches!(cli.command, Command::Run(_)) {
+        resq_io::die_quietly_on_closed_pipe();
+    }
+    resq_io::finish(match cli.command {
         Command::Run(a) => run(a),
         Command::Classify(a) => classify(a),
         Command::Bench(a) => bench(a),
-        Command::Selftest { common } => selftest(common),
+        Command::Selftest { common, json } => selftest(common, json),
         Command::Unit { board, model } => Profile::load(&board).map(|p| {
             print!("{}", p.unit(model.as_deref()));
             ExitCode::SUCCESS
         }),
-        Command::Boards => {
-            for (name, text) in resq_fw::board::BUILTIN {
-                let d = Profile::parse(text, name)
-                    .map(|p| p.description)
-                    .unwrap_or_default();
-                println!("{name:<18} {d}");
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-    };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
+        Command::Boards { json } => boards(json),
+    })
+}
+
+#[derive(Serialize)]
+struct BoardLine {
+    name: &'static str,
+    description: String,
+}
+
+fn boards(json: bool) -> Result<ExitCode> {
+    let list: Vec<BoardLine> = resq_fw::board::BUILTIN
+        .iter()
+        .map(|&(name, text)| BoardLine {
+            name,
+            description: Profile::parse(text, name)
+                .map(|p| p.description)
+                .unwrap_or_default(),
+        })
+        .collect();
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string(&list)?)?;
+    } else {
+        for b in &list {
+            writeln!(out, "{:<18} {}", b.name, b.description)?;
         }
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The board profile (named, or the host's), with its CPU warnings printed.
@@ -213,7 +246,7 @@ fn run(a: RunArgs) -> Result<ExitCode> {
         .camera
         .clone()
         .unwrap_or_else(|| profile.camera.uri.clone());
-    let spec: SourceSpec = uri.parse()?;
+    let spec: SourceSpec = uri.parse().bad_input()?;
     let engine = model.engine()?;
     let names = labels(&engine);
     let cfg = ServiceConfig {
@@ -261,6 +294,7 @@ fn run(a: RunArgs) -> Result<ExitCode> {
     )?;
     let why = match summary.end {
         End::EndOfStream => "end of stream",
+        End::OutputClosed => "output closed",
         End::Stopped
             if stop.load(Ordering::Relaxed)
                 && a.max_frames.is_none_or(|m| summary.processed < m) =>
@@ -294,7 +328,8 @@ fn gpio(
             .watch
             .iter()
             .map(|w| parse_watch(w))
-            .collect::<Result<_>>()?;
+            .collect::<Result<_>>()
+            .bad_input()?;
     }
     if status.is_none() && watches.is_empty() {
         return Ok(Indicators::default());
@@ -305,17 +340,18 @@ fn gpio(
         .or_else(|| profile.gpio.chip.as_ref().map(PathBuf::from))
         .with_context(|| {
             format!("GPIO lines are set but no GPIO chip: pass --gpio-chip or set [gpio] chip in board profile `{}`", profile.name)
-        })?;
+        })
+        .bad_input()?;
     let status = status
         .map(|line| open_line(&chip, line, "status LED"))
         .transpose()?;
     let mut pins = vec![];
     for (label, line, threshold) in watches {
-        let class = names.iter().position(|n| *n == label).with_context(|| {
-            format!(
+        let class = names.iter().position(|n| *n == label).ok_or_else(|| {
+            bad_input(format!(
                 "watched label `{label}` is not a class of the model; its labels are: {}",
                 names.join(", ")
-            )
+            ))
         })?;
         pins.push((
             class,
@@ -339,18 +375,9 @@ fn parse_watch(s: &str) -> Result<(String, u32, f32)> {
         .filter(|t: &f32| (0.0..=1.0).contains(t) || t.is_finite())
         .with_context(bad)?;
     if label.is_empty() {
-        bail!("{}", bad());
+        return Err(bad_input(bad()));
     }
     Ok((label.to_string(), line, threshold))
-}
-
-#[derive(Serialize)]
-struct ClassifyLine<'a> {
-    image: String,
-    label: &'a str,
-    class: usize,
-    score: f32,
-    topk: heapless::Vec<resq_fw::report::Entry<'a>, MAX_TOP_K>,
 }
 
 fn classify(a: ClassifyArgs) -> Result<ExitCode> {
@@ -360,139 +387,163 @@ fn classify(a: ClassifyArgs) -> Result<ExitCode> {
     let model = ModelFile::load(&a.common.model)?;
     let mut c = Classifier::new(model)?;
     let names = labels(c.engine());
-    let probabilities = c.engine().model().meta.output.softmax;
+    let shown: Vec<String> = a.images.iter().map(|p| p.display().to_string()).collect();
+    let cols = Columns::fit(
+        shown.iter().map(String::as_str),
+        names.iter().map(String::as_str),
+    );
     let mut frame = FrameBuf::default();
     let mut failed = 0;
-    let out = std::io::stdout();
-    let mut out = out.lock();
-    for path in &a.images {
-        let scores = match load_image(path, &mut frame).and_then(|_| Ok(c.classify(&frame)?)) {
-            Ok(s) => s,
+    let mut out = std::io::stdout().lock();
+    for (path, image) in a.images.iter().zip(shown) {
+        let t = Instant::now();
+        // Read errors name the file themselves.
+        let probabilities = match load_image(path, &mut frame).and_then(|_| {
+            c.classify(&frame)
+                .map_err(|e| bad_input(format!("image {}: {e}", path.display())))
+        }) {
+            Ok(p) => p,
             Err(e) => {
-                eprintln!("error: {}: {e:#}", path.display());
+                eprintln!("error: {e:#}");
                 failed += 1;
                 continue;
             }
         };
-        let top = top_k(scores, a.top);
+        let top = top_k(probabilities, a.top);
+        let latency_ms = (t.elapsed().as_secs_f64() * 1e6).round() / 1e3;
         let (class, score) = top[0];
-        let line = if a.json {
-            serde_json::to_string(&ClassifyLine {
-                image: path.display().to_string(),
-                label: &names[class],
-                class,
-                score,
-                topk: entries(&top, &names),
-            })?
-        } else {
-            let rest: Vec<String> = top
-                .iter()
-                .skip(1)
-                .map(|&(c, s)| format!("{} {}", names[c], human_score(s, probabilities).trim()))
-                .collect();
-            format!(
-                "{:<28} {:<12} {}  ({})",
-                path.display(),
-                names[class],
-                human_score(score, probabilities),
-                rest.join(", ")
-            )
+        let rec = ImageRecord {
+            image,
+            label: &names[class],
+            class,
+            score,
+            logit: c.logits()[class],
+            topk: entries(&top, &names, c.logits()),
+            latency_ms,
         };
+        let line = if a.json { rec.json() } else { rec.human(cols) };
         writeln!(out, "{line}")?;
     }
-    Ok(if failed > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    if failed > 0 {
+        // Not an `error:` line: `resq device eval` counts those, one per image.
+        eprintln!(
+            "resq-fw: {failed} of {} images could not be classified",
+            a.images.len()
+        );
+        return Ok(ExitCode::from(exit::BAD_INPUT));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
+/// Reads an image file (size limits before decoding, damaged files refused) into `frame`.
 fn load_image(path: &Path, frame: &mut FrameBuf) -> Result<()> {
     if path.is_dir() {
-        bail!(
-            "is a folder; pass image files, or run `resq-fw run --camera dir:{}`",
+        return Err(bad_input(format!(
+            "{0} is a folder; pass image files, or run `resq-fw run --camera dir:{0}`",
             path.display()
-        );
+        )));
     }
-    let img = image::open(path)
-        .context("cannot read the image")?
-        .to_rgb8();
-    frame.set_contiguous(
-        PixelFormat::Rgb24,
-        img.width() as usize,
-        img.height() as usize,
-        0,
-        img.as_raw(),
-    )?;
+    let img = resq_io::read_image(path)?;
+    frame
+        .set_contiguous(
+            PixelFormat::Rgb24,
+            img.width() as usize,
+            img.height() as usize,
+            0,
+            img.as_raw(),
+        )
+        .map_err(|e| bad_input(format!("image {}: {e}", path.display())))?;
     Ok(())
 }
 
-fn selftest(common: Common) -> Result<ExitCode> {
+#[derive(Serialize)]
+struct SelftestReport {
+    passed: bool,
+    model: String,
+    name: String,
+    layers: usize,
+    classes: usize,
+    arena_bytes: usize,
+    kernel: String,
+    isa: &'static str,
+}
+
+fn selftest(common: Common, json: bool) -> Result<ExitCode> {
     board(common.board.as_deref())?;
     let model = ModelFile::load(&common.model)?;
     let mut engine = model.engine()?;
+    let passed = engine.self_test();
     let m = engine.model();
+    let r = SelftestReport {
+        passed,
+        model: common.model.display().to_string(),
+        name: m.meta.name.to_string(),
+        layers: m.meta.layers.len(),
+        classes: m.classes(),
+        arena_bytes: engine.arena_bytes(),
+        kernel: format!("{} ({})", engine.isa(), engine.kernel_name()),
+        isa: engine.isa().name(),
+    };
     let what = format!(
-        "{} ({}: {} layers, {} classes, {} bytes of activations)",
-        common.model.display(),
-        m.meta.name,
-        m.meta.layers.len(),
-        m.classes(),
-        engine.arena_bytes()
+        "{} ({}: {} layers, {} classes, {} bytes of activations, kernel {})",
+        r.model, r.name, r.layers, r.classes, r.arena_bytes, r.kernel
     );
-    if engine.self_test() {
-        println!("self-test passed: {what}");
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprintln!(
-            "self-test FAILED: {what}: the output differs from the vector stored in the file \
-             (a damaged file, or kernels on this CPU that disagree with the converter's; \
-             try the same file on another board)"
-        );
-        Ok(ExitCode::from(1))
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string(&r)?)?;
+    } else if passed {
+        writeln!(out, "self-test passed: {what}")?;
     }
+    if passed {
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "self-test FAILED: {what}: the output differs from the vector stored in the file \
+         (a damaged file, or kernels on this CPU that disagree with the converter's; \
+         try the same file on another board)"
+    );
+    Ok(ExitCode::from(exit::SELF_TEST))
 }
 
+/// `resq-fw bench --json`: the keys `resq bench --json` shares (model, iterations, warmup,
+/// threads, kernel, isa) and the board's own (frame, preprocess_ms, frames_per_s).
 #[derive(Serialize)]
 struct BenchReport {
     model: String,
-    frame: String,
     iterations: usize,
-    preprocess_ms: Stats,
+    warmup: usize,
+    threads: usize,
+    kernel: String,
+    isa: &'static str,
     inference_ms: Stats,
+    preprocess_ms: Stats,
+    frame: String,
     frames_per_s: f64,
 }
 
-#[derive(Serialize)]
-struct Stats {
-    median: f64,
-    mean: f64,
-    p90: f64,
-}
-
-fn stats(mut v: Vec<f64>) -> Stats {
-    v.sort_by(f64::total_cmp);
-    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-    Stats {
-        median: at(0.5),
-        mean: v.iter().sum::<f64>() / v.len() as f64,
-        p90: at(0.9),
-    }
+/// `WIDTHxHEIGHT`, even numbers within the image limits, checked before any frame is made.
+fn parse_size(size: &str) -> Result<(usize, usize)> {
+    let (w, h) = size
+        .split_once('x')
+        .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
+        .filter(|&(w, h)| w > 0 && h > 0 && w % 2 == 0 && h % 2 == 0)
+        .ok_or_else(|| {
+            bad_input(format!(
+                "--size `{size}`: write WIDTHxHEIGHT with even numbers, e.g. 640x480"
+            ))
+        })?;
+    resq_io::image_file::check_size(w, h).map_err(|why| {
+        bad_input(format!(
+            "--size `{size}`: {}; pass a smaller size",
+            why.split("; ").next().unwrap_or(&why)
+        ))
+    })?;
+    Ok((w as usize, h as usize))
 }
 
 fn bench(a: BenchArgs) -> Result<ExitCode> {
     board(a.common.board.as_deref())?;
-    let (w, h) = a
-        .size
-        .split_once('x')
-        .and_then(|(w, h)| Some((w.parse::<usize>().ok()?, h.parse::<usize>().ok()?)))
-        .filter(|&(w, h)| w > 0 && h > 0 && w % 2 == 0 && h % 2 == 0)
-        .with_context(|| {
-            format!(
-                "--size `{}`: write WIDTHxHEIGHT with even numbers, e.g. 640x480",
-                a.size
-            )
-        })?;
+    let (w, h) = parse_size(&a.size)?;
     let iterations = a.iterations.max(1);
     let model = ModelFile::load(&a.common.model)?;
     let mut c = Classifier::new(model)?;
@@ -502,7 +553,7 @@ fn bench(a: BenchArgs) -> Result<ExitCode> {
         f();
         t.elapsed().as_secs_f64() * 1e3
     };
-    for _ in 0..3 {
+    for _ in 0..a.warmup {
         c.prepare(&frame)?;
         c.infer();
     }
@@ -518,35 +569,46 @@ fn bench(a: BenchArgs) -> Result<ExitCode> {
             c.infer();
         }));
     }
-    let (pre, inf) = (stats(pre), stats(inf));
+    // Both lists hold `iterations` ≥ 1 times.
+    let summary = |v: &[f64]| Stats::of(v).context("no iterations were timed");
+    let (pre, inf) = (summary(&pre)?, summary(&inf)?);
+    let engine = c.engine();
     let r = BenchReport {
         model: a.common.model.display().to_string(),
-        frame: format!("{w}x{h} {}", frame.encoding.name()),
         iterations,
+        warmup: a.warmup,
+        threads: engine.threads(),
+        kernel: format!("{} ({})", engine.isa(), engine.kernel_name()),
+        isa: engine.isa().name(),
+        frame: format!("{w}x{h} {}", frame.encoding.name()),
         frames_per_s: 1e3 / (pre.median + inf.median),
         preprocess_ms: pre,
         inference_ms: inf,
     };
+    let mut out = std::io::stdout().lock();
     if a.json {
-        println!("{}", serde_json::to_string(&r)?);
+        writeln!(out, "{}", serde_json::to_string(&r)?)?;
     } else {
-        println!(
-            "{} on {} frames, {} iterations",
-            r.model, r.frame, r.iterations
-        );
+        writeln!(
+            out,
+            "{} on {} frames, {} iterations after {} warm-up, kernel {}",
+            r.model, r.frame, r.iterations, r.warmup, r.kernel
+        )?;
         for (what, s) in [
             ("preprocessing", &r.preprocess_ms),
             ("inference", &r.inference_ms),
         ] {
-            println!(
-                "  {what:<14} median {:8.3} ms  mean {:8.3} ms  p90 {:8.3} ms",
-                s.median, s.mean, s.p90
-            );
+            writeln!(
+                out,
+                "  {what:<14} median {:8.3} ms  mean {:8.3} ms  min {:8.3} ms  max {:8.3} ms  p90 {:8.3} ms",
+                s.median, s.mean, s.min, s.max, s.p90
+            )?;
         }
-        println!(
+        writeln!(
+            out,
             "  {:.1} frames/s (one thread, capture excluded)",
             r.frames_per_s
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,7 +1,8 @@
 //! The classification service: a capture thread hands the newest frame to inference workers
 //! (a stale frame is replaced, never queued), results are smoothed and reported in order on
-//! stdout and through GPIO. A lost camera is reopened with back-off; a stop request (SIGTERM /
-//! SIGINT) ends everything within a fraction of a second.
+//! stdout and through GPIO. A lost camera is reopened with back-off; a source that is not
+//! there at start-up ends the run at once (bad input); a stop request (SIGTERM / SIGINT) or a
+//! closed stdout ends everything within a fraction of a second, LEDs off.
 //!
 //! ```text
 //!  capture thread ──newest frame──▶ [one-slot mailbox] ──▶ worker 1..N ──results──▶ reporter
@@ -17,8 +18,9 @@ use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use embedded_hal::digital::OutputPin;
+use resq_io::bad_input;
 
 use crate::classify::{top_k, Classifier};
 use crate::frame::FrameBuf;
@@ -74,6 +76,9 @@ pub enum End {
     EndOfStream,
     /// A stop was requested (signal, or `max_frames` reached).
     Stopped,
+    /// Nobody reads the results any more: writing them failed (`resq-fw run … | head`, a
+    /// closed socket). Handled like a stop request.
+    OutputClosed,
 }
 
 /// What a run did.
@@ -201,7 +206,8 @@ struct Outcome {
     wall: SystemTime,
     captured: Instant,
     name: Option<String>,
-    scores: Result<Vec<f32>, String>,
+    /// Probabilities and logits.
+    scores: Result<(Vec<f32>, Vec<f32>), String>,
     infer: Duration,
     done: Instant,
 }
@@ -224,7 +230,9 @@ fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
-/// The capture thread: open, read, hand over; on loss, back off and reopen.
+/// The capture thread: open, read, hand over; on loss, back off and reopen. A source missing
+/// at the first attempt ends the run (the command line names something that is not there);
+/// once it has opened, a missing source is waited for like a lost one.
 fn capture(
     mut open: Opener,
     mailbox: Arc<Mailbox>,
@@ -234,6 +242,7 @@ fn capture(
 ) {
     let mut delay = cfg.backoff;
     let mut source: Option<Box<dyn FrameSource>> = None;
+    let mut opened_once = false;
     let mut last_frame = Instant::now();
     // Third-party drivers may panic (e.g. on an unplugged device); that is a lost camera too.
     let lose = |source: &mut Option<Box<dyn FrameSource>>, why: String, delay: &mut Duration| {
@@ -250,15 +259,20 @@ fn capture(
                 Ok(Ok(s)) => {
                     let _ = tx.send(Msg::Opened(s.describe()));
                     source = Some(s);
+                    opened_once = true;
                     last_frame = Instant::now();
                 }
                 Ok(Err(SourceError::Fatal(why))) => {
                     let _ = tx.send(Msg::Fatal(why));
                     break;
                 }
-                Ok(Err(SourceError::Lost(why) | SourceError::BadFrame(why))) => {
-                    lose(&mut source, why, &mut delay)
+                Ok(Err(SourceError::Missing(why))) if !opened_once => {
+                    let _ = tx.send(Msg::Fatal(why));
+                    break;
                 }
+                Ok(Err(
+                    SourceError::Lost(why) | SourceError::BadFrame(why) | SourceError::Missing(why),
+                )) => lose(&mut source, why, &mut delay),
                 Err(p) => lose(
                     &mut source,
                     format!("the source panicked: {}", panic_text(p)),
@@ -301,7 +315,7 @@ fn capture(
                 let _ = tx.send(Msg::Fatal(why));
                 break;
             }
-            Ok(Err(SourceError::Lost(why))) => {
+            Ok(Err(SourceError::Lost(why) | SourceError::Missing(why))) => {
                 mailbox.recycle(buf);
                 lose(&mut source, why, &mut delay);
             }
@@ -330,10 +344,11 @@ fn worker(
 ) {
     while let Some((ticket, frame)) = mailbox.take(&stop) {
         let t0 = Instant::now();
-        let scores = classifier
-            .classify(&frame)
-            .map(<[f32]>::to_vec)
-            .map_err(|e| format!("frame {}: {e}", frame.seq));
+        let scores = match classifier.classify(&frame) {
+            Ok(p) => Ok(p.to_vec()),
+            Err(e) => Err(format!("frame {}: {e}", frame.seq)),
+        }
+        .map(|p| (p, classifier.logits().to_vec()));
         let outcome = Outcome {
             ticket,
             seq: frame.seq,
@@ -351,8 +366,10 @@ fn worker(
     }
 }
 
-/// Runs the service until the source ends or `stop` is raised. Results go to `out`, messages
-/// (camera opened / lost, skipped frames) to `log`; `indicators` follow both.
+/// Runs the service until the source ends, `stop` is raised or `out` is closed. Results go to
+/// `out`, messages (camera opened / lost, skipped frames) to `log`; `indicators` follow both
+/// and are dark at the end. A source that cannot work as given (`Fatal`, or `Missing` before
+/// it ever opened) ends the run with a bad-input error.
 pub fn run<P: OutputPin>(
     model: ModelFile,
     open: Opener,
@@ -363,17 +380,16 @@ pub fn run<P: OutputPin>(
     stop: Arc<AtomicBool>,
 ) -> Result<Summary> {
     if !(1..=MAX_THREADS).contains(&cfg.threads) {
-        bail!(
+        return Err(bad_input(format!(
             "--threads {} is out of range: use 1..={MAX_THREADS}",
             cfg.threads
-        );
+        )));
     }
     let classifiers = (0..cfg.threads)
         .map(|_| Classifier::new(model))
         .collect::<Result<Vec<_>>>()?;
     let engine = classifiers[0].engine();
     let labels = labels(engine);
-    let probabilities = engine.model().meta.output.softmax;
     let mailbox = Arc::new(Mailbox::new());
     let (tx, rx) = mpsc::channel();
     // Threads are detached, not scoped: a driver call stuck in the kernel must not keep the
@@ -393,6 +409,7 @@ pub fn run<P: OutputPin>(
     drop(tx);
 
     let mut smoother = Smoother::new(cfg.smooth, labels.len());
+    let mut logit_smoother = Smoother::new(cfg.smooth, labels.len());
     // Results that arrived before an earlier ticket's. Not a fixed-capacity list: a worker sends
     // its result and takes the next frame at once, so the others can run any number of frames
     // ahead of a slow one, and a full list would drop a result and stall the order for good.
@@ -408,6 +425,7 @@ pub fn run<P: OutputPin>(
         buffers: 0,
     };
     let mut fatal = None;
+    let mut write_error: Option<std::io::Error> = None;
     let mut deadline: Option<Instant> = None;
     let gpio_log = |log: &mut dyn Write, errors: Vec<crate::gpio::LineError>| {
         for e in errors {
@@ -440,12 +458,14 @@ pub fn run<P: OutputPin>(
                     retry.as_secs_f64()
                 );
                 smoother.reset();
+                logit_smoother.reset();
                 gpio_log(log, indicators.camera(false));
             }
             Msg::BadFrame(why) => {
                 let _ = writeln!(log, "warning: {why}");
             }
-            Msg::EndOfStream => summary.end = End::EndOfStream,
+            Msg::EndOfStream if summary.end != End::OutputClosed => summary.end = End::EndOfStream,
+            Msg::EndOfStream => {}
             Msg::Fatal(why) => fatal = Some(why),
             // Once stopping, results still in flight are not reported.
             Msg::Result(_) if stop.load(Ordering::Relaxed) => {}
@@ -454,7 +474,7 @@ pub fn run<P: OutputPin>(
                 while let Some(i) = pending.iter().position(|o| o.ticket == next_ticket) {
                     let o = pending.swap_remove(i);
                     next_ticket += 1;
-                    let scores = match &o.scores {
+                    let (probabilities, logits) = match &o.scores {
                         Ok(s) => s,
                         Err(why) => {
                             let _ = writeln!(log, "warning: skipping {why}");
@@ -467,7 +487,8 @@ pub fn run<P: OutputPin>(
                     };
                     last_seq = Some(o.seq);
                     summary.dropped += dropped;
-                    let mean = smoother.push(scores);
+                    let mean = smoother.push(probabilities);
+                    let mean_logits = logit_smoother.push(logits);
                     let top = top_k(mean, cfg.top_k);
                     let (class, score) = top[0];
                     let rec = Record {
@@ -480,20 +501,24 @@ pub fn run<P: OutputPin>(
                         label: &labels[class],
                         class,
                         score,
-                        topk: entries(&top, &labels),
+                        logit: mean_logits[class],
+                        topk: entries(&top, &labels, mean_logits),
                         latency_ms: ms(o.done - o.captured),
                         infer_ms: ms(o.infer),
                         dropped,
                         smoothed: smoother.len(),
                     };
-                    let line = if cfg.json {
-                        rec.json()
-                    } else {
-                        rec.human(probabilities)
-                    };
-                    // A closed stdout (e.g. `| head`) ends the service like a stop request.
-                    if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+                    let line = if cfg.json { rec.json() } else { rec.human() };
+                    // A closed stdout (e.g. `| head`) ends the service like a stop request:
+                    // no result of this frame reaches anyone, so it is not counted either.
+                    // Another write error (a full disk) ends it too, as a failure.
+                    if let Err(e) = writeln!(out, "{line}").and_then(|_| out.flush()) {
+                        if e.kind() != std::io::ErrorKind::BrokenPipe {
+                            write_error = Some(e);
+                        }
+                        summary.end = End::OutputClosed;
                         stop.store(true, Ordering::Relaxed);
+                        break;
                     }
                     gpio_log(log, indicators.result(class, score));
                     summary.processed += 1;
@@ -512,7 +537,10 @@ pub fn run<P: OutputPin>(
         summary.buffers = s.allocated;
     }
     if let Some(why) = fatal {
-        bail!("{why}");
+        return Err(bad_input(why));
+    }
+    if let Some(e) = write_error {
+        return Err(anyhow::anyhow!("cannot write the results: {e}"));
     }
     Ok(summary)
 }

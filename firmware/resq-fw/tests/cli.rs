@@ -23,6 +23,29 @@ fn run(args: &[&str]) -> Output {
     fw().args(args).output().expect("run resq-fw")
 }
 
+/// [`run`], failing the test if the command is still running after `limit` (it is killed).
+fn run_within(args: &[&str], limit: Duration) -> Output {
+    let mut child = fw()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run resq-fw");
+    let t = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t.elapsed() > limit {
+            let _ = child.kill();
+            let o = child.wait_with_output().unwrap();
+            panic!(
+                "{args:?} still running after {limit:?}:\n{}",
+                text(&o.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -199,15 +222,73 @@ fn classify_prints_one_line_per_image_and_agrees_with_the_host_demo() {
     ]);
     assert_eq!(
         o.status.code(),
-        Some(1),
-        "a missing image fails the command"
+        Some(3),
+        "a missing image is bad input: {}",
+        text(&o.stderr)
     );
     assert_eq!(text(&o.stdout).lines().count(), 1);
     assert!(
-        text(&o.stderr).contains("no-such.png: cannot read the image"),
+        text(&o.stderr).contains("error: cannot open image no-such.png: no such file"),
         "{}",
         text(&o.stderr)
     );
+}
+
+#[test]
+fn classify_prints_aligned_columns_skips_damaged_images_and_exits_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = photos();
+    let rocket = photos.iter().find(|p| p.ends_with("rocket.jpg")).unwrap();
+    let jpeg = std::fs::read(rocket).unwrap();
+    let cut = dir.path().join("cut.jpg");
+    std::fs::write(&cut, &jpeg[..jpeg.len() / 2]).unwrap();
+    let mut args: Vec<String> = vec!["classify".into(), "--model".into(), model()];
+    args.push(photos[0].display().to_string());
+    args.push(cut.display().to_string());
+    args.push(rocket.display().to_string());
+    args.push("a.png".into());
+    let o = fw().args(&args).output().unwrap();
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("cut.jpg: the JPEG is truncated (no end-of-image marker"),
+        "{err}"
+    );
+    assert!(
+        err.contains("2 of 4 images could not be classified"),
+        "{err}"
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    // Columns: image, label, probability, latency, runner-ups — at the same place on each line.
+    for col in [" %  ", " ms"] {
+        let at: Vec<usize> = lines.iter().map(|l| l.find(col).unwrap()).collect();
+        assert!(at.windows(2).all(|w| w[0] == w[1]), "`{col}`:\n{out}");
+    }
+    let fields: Vec<&str> = lines[1].split_whitespace().collect();
+    assert!(fields[0].ends_with("rocket.jpg"), "{out}");
+    let pct: f64 = fields[2].parse().unwrap();
+    assert!((0.0..=100.0).contains(&pct) && fields[3] == "%", "{out}");
+    let ms: f64 = fields[4].parse().unwrap();
+    assert!(ms > 0.0 && fields[5] == "ms", "{out}");
+    assert!(fields[6].starts_with('('), "runner-ups: {out}");
+
+    args.insert(3, "--json".into());
+    let o = fw().args(&args).output().unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    for l in json(
+        &text(&o.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>(),
+    ) {
+        assert!(l["latency_ms"].as_f64().unwrap() > 0.0, "{l}");
+        let (score, logit) = (l["score"].as_f64().unwrap(), l["logit"].as_f64().unwrap());
+        assert!((0.0..=1.0).contains(&score) && logit.is_finite(), "{l}");
+        for e in l["topk"].as_array().unwrap() {
+            assert!(e["score"].is_number() && e["logit"].is_number(), "{l}");
+        }
+    }
 }
 
 #[test]
@@ -361,11 +442,30 @@ fn video_files_and_mjpeg_streams_play_through_gstreamer() {
         "--camera",
         "file:/no/such/clip.mp4",
     ]);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(3));
     assert!(
-        text(&o.stderr).contains("video file /no/such/clip.mp4 does not exist"),
+        text(&o.stderr)
+            .contains("video file /no/such/clip.mp4 does not exist; pass --camera file:"),
         "{}",
         text(&o.stderr)
+    );
+}
+
+#[cfg(feature = "gstreamer")]
+#[test]
+fn frames_over_the_size_limit_end_the_run_before_they_are_copied() {
+    let o = run(&[
+        "run",
+        "--model",
+        &model(),
+        "--camera",
+        "gst:videotestsrc num-buffers=3 ! video/x-raw,format=GRAY8,width=16400,height=2",
+    ]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("delivers 16400×2 frames: it is 16400×2 pixels, over the limit of 16384"),
+        "{err}"
     );
 }
 
@@ -439,31 +539,34 @@ fn a_camera_folder_that_disappears_is_waited_for_and_sigterm_exits_0() {
 }
 
 #[test]
-fn a_missing_v4l2_camera_is_waited_for_and_sigterm_exits_0() {
-    let mut s = Service::start(&[
-        "--model",
-        &model(),
-        "--camera",
-        "v4l2:/dev/video-resq-test-missing",
-    ]);
-    s.until("two attempts", |s| {
-        s.log
-            .iter()
-            .filter(|l| l.starts_with("camera lost:"))
-            .count()
-            >= 2
-    });
-    assert!(
-        s.log
-            .iter()
-            .any(|l| l.contains("cannot open camera /dev/video-resq-test-missing")),
-        "{}",
-        s.log.join("\n")
-    );
-    let (took, status, lines, _) = s.terminate();
-    assert_eq!(status.code(), Some(0));
-    assert!(lines.is_empty());
-    assert!(took < Duration::from_secs(1), "SIGTERM took {took:?}");
+fn a_source_that_does_not_exist_is_refused_at_start_up_with_what_to_pass_instead() {
+    let mut cases = vec![
+        (
+            "v4l2:/dev/video-resq-test-missing",
+            "camera /dev/video-resq-test-missing does not exist; pass --camera v4l2:/dev/videoN",
+        ),
+        (
+            "dir:/no/such/folder",
+            "folder /no/such/folder does not exist; pass --camera dir:FOLDER",
+        ),
+    ];
+    if cfg!(feature = "gstreamer") {
+        cases.push((
+            "file:/no/such/clip.mp4",
+            "video file /no/such/clip.mp4 does not exist; pass --camera file:PATH",
+        ));
+    }
+    for (uri, want) in cases {
+        let m = model();
+        let o = run_within(
+            &["run", "--model", &m, "--camera", uri],
+            Duration::from_secs(10),
+        );
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(3), "{uri}: {err}");
+        assert!(err.contains(want), "{uri}: wanted `{want}` in:\n{err}");
+        assert!(!err.contains("camera lost"), "{uri} was retried:\n{err}");
+    }
 }
 
 #[cfg(feature = "gstreamer")]
@@ -527,22 +630,54 @@ fn selftest_passes_and_a_wrong_vector_fails_with_exit_1() {
     let bad = dir.path().join("bad.resq");
     std::fs::write(&bad, &bytes).unwrap();
     let o = run(&["selftest", "--model", &bad.display().to_string()]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(4));
     assert!(
         text(&o.stderr).contains("self-test FAILED"),
         "{}",
         text(&o.stderr)
     );
+    let o = run(&["selftest", "--json", "--model", &bad.display().to_string()]);
+    assert_eq!(o.status.code(), Some(4));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["passed"], false);
 
     let truncated = dir.path().join("truncated.resq");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
     let o = run(&["selftest", "--model", &truncated.display().to_string()]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        text(&o.stderr).contains("is not a usable .resq model"),
-        "{}",
-        text(&o.stderr)
+    assert_eq!(o.status.code(), Some(3));
+    assert!(text(&o.stderr).contains("truncated"), "{}", text(&o.stderr));
+
+    // Not a model, and endless: refused after its first 64 bytes.
+    let o = run_within(
+        &["selftest", "--model", "/dev/zero"],
+        Duration::from_secs(5),
     );
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("bad magic"), "{}", text(&o.stderr));
+}
+
+#[test]
+fn selftest_and_boards_print_json() {
+    let o = run(&["selftest", "--json", "--model", &model()]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["passed"], true);
+    assert_eq!(v["model"], model().as_str());
+    assert_eq!(v["classes"], 10);
+    assert!(v["layers"].as_u64().unwrap() > 5, "{v}");
+    assert!(v["arena_bytes"].as_u64().unwrap() > 0, "{v}");
+    assert!(
+        v["name"].is_string() && v["kernel"].is_string() && v["isa"].is_string(),
+        "{v}"
+    );
+
+    let o = run(&["boards", "--json"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let boards = v.as_array().unwrap();
+    assert_eq!(boards.len(), resq_fw::board::BUILTIN.len());
+    let rpi4 = boards.iter().find(|b| b["name"] == "rpi4").unwrap();
+    assert!(!rpi4["description"].as_str().unwrap().is_empty(), "{v}");
 }
 
 #[test]
@@ -551,7 +686,7 @@ fn bad_input_is_refused_with_what_to_change() {
     let cases: &[(&[&str], &str)] = &[
         (
             &["run", "--model", "nope.resq"],
-            "cannot read model nope.resq",
+            "cannot open model nope.resq: no such file",
         ),
         (
             &["run", "--model", &m, "--camera", "/dev/video0"],
@@ -629,10 +764,30 @@ fn bad_input_is_refused_with_what_to_change() {
             &["bench", "--model", &m, "--size", "641x480"],
             "--size `641x480`: write WIDTHxHEIGHT with even numbers",
         ),
+        // Refused before a frame is allocated (it was "memory allocation failed", an abort).
+        (
+            &["bench", "--model", &m, "--size", "100000x100000"],
+            "--size `100000x100000`: it is 100000×100000 pixels, over the limit of 16384 per side",
+        ),
+        (
+            &[
+                "run",
+                "--model",
+                &m,
+                "--camera",
+                "v4l2:/dev/video0?width=100000",
+            ],
+            "`width=100000` is out of range",
+        ),
+        (
+            &["run", "--model", &m, "--camera", "dir:/no/such/folder"],
+            "folder /no/such/folder does not exist",
+        ),
     ];
     for (args, want) in cases {
-        let o = run(args);
-        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o.stderr));
+        let o = run_within(args, Duration::from_secs(30));
+        // Every refused input is exit 3; 2 stays clap's own status for a wrong command line.
+        assert_eq!(o.status.code(), Some(3), "{args:?}: {}", text(&o.stderr));
         assert!(
             text(&o.stderr).contains(want),
             "{args:?}: wanted `{want}` in:\n{}",
@@ -700,7 +855,96 @@ fn bench_measures_preprocessing_and_inference() {
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         assert!(v["frames_per_s"].as_f64().unwrap() > 0.0);
         assert!(v["preprocess_ms"]["median"].as_f64().unwrap() > 0.0);
+        // The keys `resq bench --json` shares.
+        assert_eq!(v["model"], model().as_str());
+        assert_eq!(
+            (v["iterations"].as_u64(), v["warmup"].as_u64()),
+            (Some(5), Some(3))
+        );
+        assert_eq!(v["threads"], 1);
+        assert!(v["kernel"].is_string() && v["isa"].is_string(), "{v}");
+        assert!(v["frame"].as_str().unwrap().starts_with("640x480 "), "{v}");
+        for stats in ["inference_ms", "preprocess_ms"] {
+            let s = &v[stats];
+            let f = |k: &str| s[k].as_f64().unwrap_or_else(|| panic!("{stats}.{k}: {v}"));
+            assert!(f("min") <= f("median") && f("median") <= f("p90") && f("p90") <= f("max"));
+            assert!(f("min") <= f("mean") && f("mean") <= f("max"), "{v}");
+        }
     }
+}
+
+/// Spawns `resq-fw args` with stdout piped; reads `lines` lines (0: none), closes the pipe and
+/// waits (a minute at most). Status and stderr.
+fn with_closed_stdout(args: &[&str], lines: usize) -> (std::process::ExitStatus, String) {
+    let mut child = fw()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    for _ in 0..lines {
+        let mut l = String::new();
+        out.read_line(&mut l).unwrap();
+        assert!(!l.is_empty(), "{args:?}: stdout ended early");
+    }
+    drop(out);
+    let mut err = child.stderr.take().unwrap();
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("{args:?} still running a minute after its stdout closed");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut e = String::new();
+    std::io::Read::read_to_string(&mut err, &mut e).unwrap();
+    (status, e)
+}
+
+#[test]
+fn commands_that_print_end_quietly_when_their_reader_goes() {
+    use std::os::unix::process::ExitStatusExt;
+    let m = model();
+    let many: Vec<String> = (0..50)
+        .flat_map(|_| photos())
+        .map(|p| p.display().to_string())
+        .collect();
+    let mut classify = vec!["classify", "--model", &m];
+    classify.extend(many.iter().map(String::as_str));
+    let cases: Vec<(Vec<&str>, usize)> = vec![
+        (classify, 1),
+        (vec!["boards"], 0),
+        (vec!["boards", "--json"], 0),
+        (vec!["selftest", "--model", &m], 0),
+        (vec!["bench", "--model", &m, "--iterations", "3"], 0),
+        (vec!["unit", "--board", "rpi4"], 0),
+    ];
+    for (args, lines) in cases {
+        let (status, err) = with_closed_stdout(&args, lines);
+        assert!(!err.contains("panicked"), "{args:?}:\n{err}");
+        assert!(!err.contains("error"), "{args:?}:\n{err}");
+        // Like `cat`: killed by SIGPIPE, or done before writing anything more.
+        assert!(
+            status.signal() == Some(13) || status.code() == Some(0),
+            "{:?}: {status:?}\n{err}",
+            &args[..2]
+        );
+    }
+}
+
+#[test]
+fn run_stops_cleanly_when_its_output_closes() {
+    let dir = format!("dir:{}?loop=true", models().join("photos").display());
+    let (status, err) =
+        with_closed_stdout(&["run", "--model", &model(), "--json", "--camera", &dir], 1);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.contains("resq-fw: output closed: "), "{err}");
 }
 
 #[test]

@@ -346,7 +346,13 @@ fn torchvision_recipe_model_gets_the_same_top1_from_resq_eval_and_resq_fw_classi
         ..ConvertOptions::new(&onnx)
     })
     .unwrap();
-    assert!(converted.warnings.is_empty(), "{:?}", converted.warnings);
+    // Six photos are few for calibration, and the converter says so; nothing else may warn.
+    let unexpected: Vec<&String> = converted
+        .warnings
+        .iter()
+        .filter(|w| !w.starts_with("calibrating on 6 image(s)"))
+        .collect();
+    assert!(unexpected.is_empty(), "{unexpected:?}");
     let file = dir.path().join("resnet18.resq");
     write_atomic(&file, &converted.bytes).unwrap();
 
@@ -413,6 +419,11 @@ fn torchvision_recipe_model_gets_the_same_top1_from_resq_eval_and_resq_fw_classi
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), photos.len());
+    let host_key = if engine.model().meta.output.softmax {
+        "score"
+    } else {
+        "logit"
+    };
     for (((line, p), &class), scores) in lines.iter().zip(&photos).zip(&host).zip(&host_scores) {
         let name = p.file_name().unwrap().to_string_lossy();
         assert!(line["image"].as_str().unwrap().ends_with(&*name), "{line}");
@@ -421,7 +432,9 @@ fn torchvision_recipe_model_gets_the_same_top1_from_resq_eval_and_resq_fw_classi
             Some(class as u64),
             "{name}: resq eval says class {class}, resq-fw classify {line}"
         );
-        // Every class's score: the board computed the very int8 output the host did.
+        // Every class's score: the board computed the very int8 output the host did. The host's
+        // scores are probabilities for a model ending in a softmax, else logits; the board
+        // prints both (`score` is always a probability).
         let topk = line["topk"].as_array().unwrap();
         assert_eq!(topk.len(), 10, "{line}");
         for e in topk {
@@ -429,7 +442,7 @@ fn torchvision_recipe_model_gets_the_same_top1_from_resq_eval_and_resq_fw_classi
                 .parse()
                 .unwrap();
             assert_eq!(
-                e["score"].as_f64().unwrap() as f32,
+                e[host_key].as_f64().unwrap() as f32,
                 scores[c],
                 "{name}: {line}"
             );

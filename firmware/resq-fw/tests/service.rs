@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{colour_model_file, pins, MockPin, Script, Step};
+use common::{colour_model_file, colour_model_file_with, pins, MockPin, Script, Step};
 use resq_fw::gpio::Indicators;
 use resq_fw::service::{run, End, ServiceConfig, Summary};
 use resq_fw::source::SourceError;
@@ -28,7 +28,18 @@ fn go(
     indicators: &mut Indicators<MockPin>,
     stop: Arc<AtomicBool>,
 ) -> Run {
-    let (_dir, model) = colour_model_file();
+    go_with(true, script, cfg, indicators, stop)
+}
+
+/// [`go`] on the colour model with or without its final softmax.
+fn go_with(
+    softmax: bool,
+    script: &Script,
+    cfg: ServiceConfig,
+    indicators: &mut Indicators<MockPin>,
+    stop: Arc<AtomicBool>,
+) -> Run {
+    let (_dir, model) = colour_model_file_with(softmax);
     let mut out = vec![];
     let mut log = vec![];
     let cfg = ServiceConfig {
@@ -371,4 +382,140 @@ fn too_many_threads_are_refused() {
         .unwrap_err()
         .to_string()
         .contains("--threads 99 is out of range: use 1..=16"));
+}
+
+#[test]
+fn scores_are_probabilities_with_or_without_a_softmax_in_the_model_and_logits_sit_beside_them() {
+    for softmax in [true, false] {
+        let script = Script::new([Step::Frame(RED), Step::Frame(BLUE), Step::End], false);
+        let r = go_with(
+            softmax,
+            &script,
+            ServiceConfig::default(),
+            &mut Indicators::default(),
+            Arc::new(AtomicBool::new(false)),
+        );
+        assert_eq!(labels(&r), ["red", "blue"], "softmax {softmax}");
+        for l in &r.lines {
+            let topk = l["topk"].as_array().unwrap();
+            assert_eq!(topk.len(), 3);
+            let sum: f64 = topk.iter().map(|e| e["score"].as_f64().unwrap()).sum();
+            assert!((sum - 1.0).abs() < 1e-5, "softmax {softmax}: {l}");
+            assert_eq!(l["score"], topk[0]["score"]);
+            // The colour model's logit of the leading colour: about 4 × its mean at scale 1/128.
+            let logit = l["logit"].as_f64().unwrap();
+            assert!(logit > 1.5 && logit < 4.0, "softmax {softmax}: {l}");
+            assert_eq!(l["logit"], topk[0]["logit"]);
+            let logits: Vec<f64> = topk.iter().map(|e| e["logit"].as_f64().unwrap()).collect();
+            assert!(logits.windows(2).all(|w| w[0] >= w[1]), "{l}");
+        }
+    }
+}
+
+#[test]
+fn a_source_missing_at_start_up_ends_the_run_as_bad_input_but_is_waited_for_once_it_has_opened() {
+    let script = Script::new([], true);
+    script
+        .opens
+        .lock()
+        .unwrap()
+        .push_back(Err(SourceError::Missing(
+            "camera /dev/video9 does not exist; pass --camera v4l2:/dev/videoN".into(),
+        )));
+    let r = go(
+        &script,
+        ServiceConfig::default(),
+        &mut Indicators::default(),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let e = r.summary.unwrap_err();
+    assert!(resq_io::is_bad_input(&e), "{e:#}");
+    assert!(e.to_string().contains("camera /dev/video9 does not exist"));
+    assert_eq!(*script.opened.lock().unwrap(), 1, "not retried");
+
+    // Opened once, then unplugged: its node is missing for two attempts, then back.
+    let script = Script::new(
+        [Step::Frame(RED), Step::Lose, Step::Frame(GREEN), Step::End],
+        false,
+    );
+    script.opens.lock().unwrap().extend([
+        Ok(()),
+        Err(SourceError::Missing(
+            "camera /dev/video0 does not exist".into(),
+        )),
+        Err(SourceError::Missing(
+            "camera /dev/video0 does not exist".into(),
+        )),
+    ]);
+    let r = go(
+        &script,
+        ServiceConfig::default(),
+        &mut Indicators::default(),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let s = r.summary.as_ref().unwrap().clone();
+    assert_eq!(labels(&r), ["red", "green"]);
+    assert_eq!((s.end, s.lost), (End::EndOfStream, 3), "{}", r.log);
+    assert!(
+        r.log
+            .contains("camera lost: camera /dev/video0 does not exist; retrying in"),
+        "{}",
+        r.log
+    );
+}
+
+/// stdout of `resq-fw run … | head -2`: takes `lines` lines, then the reader is gone.
+struct ClosingPipe {
+    lines: usize,
+    taken: Vec<u8>,
+}
+
+impl std::io::Write for ClosingPipe {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.taken.iter().filter(|&&b| b == b'\n').count() >= self.lines {
+            return Err(std::io::ErrorKind::BrokenPipe.into());
+        }
+        self.taken.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_closed_output_stops_the_run_cleanly_with_the_leds_off() {
+    let script = Script::new((0..100_000).map(|_| Step::Frame(GREEN)), true);
+    let (log, p) = pins(&["status", "green"]);
+    let mut p = p.into_iter();
+    let mut ind = Indicators::new(p.next(), vec![(1, 0.5, p.next().unwrap())]).unwrap();
+    let (_dir, model) = colour_model_file();
+    let mut out = ClosingPipe {
+        lines: 2,
+        taken: vec![],
+    };
+    let mut err = vec![];
+    let stop = Arc::new(AtomicBool::new(false));
+    let summary = run(
+        model,
+        script.opener(),
+        &ServiceConfig {
+            json: true,
+            ..Default::default()
+        },
+        &mut ind,
+        &mut out,
+        &mut err,
+        stop.clone(),
+    )
+    .unwrap();
+    assert_eq!((summary.end, summary.processed), (End::OutputClosed, 2));
+    assert!(stop.load(Ordering::Relaxed));
+    assert_eq!(String::from_utf8(out.taken).unwrap().lines().count(), 2);
+    let log = log.lock().unwrap().clone();
+    assert_eq!(
+        &log[log.len() - 2..],
+        [("status", false), ("green", false)],
+        "{log:?}"
+    );
 }

@@ -48,8 +48,9 @@ pub fn decode_image(bytes: &[u8]) -> Result<RgbImage, String> {
     limits.max_image_height = Some(MAX_IMAGE_SIDE);
     limits.max_alloc = Some(MAX_IMAGE_PIXELS * 8);
     reader.limits(limits);
-    let img = reader
-        .decode()
+    // zune-jpeg 0.5 panics on some damaged JPEGs (fuzz/regressions/image_preprocess).
+    let img = crate::contain_panic(|| reader.decode())
+        .map_err(|p| format!("the decoder failed on it ({p}); the file is damaged"))?
         .map_err(|e| format!("cannot decode it: {e}"))?;
     Ok(img.to_rgb8())
 }

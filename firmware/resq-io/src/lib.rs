@@ -15,6 +15,7 @@ use resq_engine::AlignedBytes;
 use resq_format::{Header, HEADER_LEN};
 
 pub mod image_file;
+pub mod timing;
 
 pub use image_file::{read_image, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE};
 
@@ -113,7 +114,7 @@ pub fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::from(exit::OK),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", shorten(&format!("{e:#}"), MAX_MESSAGE_CHARS));
             ExitCode::from(if is_bad_input(&e) {
                 exit::BAD_INPUT
             } else {
@@ -121,6 +122,20 @@ pub fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
             })
         }
     }
+}
+
+/// Longest error message printed: a library's description of a malformed graph can run to
+/// hundreds of kilobytes (tract's symbolic shapes), which buries the line that matters.
+pub const MAX_MESSAGE_CHARS: usize = 4000;
+
+/// `text` cut to at most `max` characters (plus a note saying how much was left out).
+pub fn shorten(text: &str, max: usize) -> String {
+    let count = text.chars().count();
+    if count <= max {
+        return text.to_string();
+    }
+    let head: String = text.chars().take(max).collect();
+    format!("{head} … ({} more characters left out)", count - max)
 }
 
 /// Makes a write to a closed pipe end the process quietly, the way `cat`, `grep` and `ls` end
@@ -144,6 +159,39 @@ macro_rules! say {
         use ::std::io::Write as _;
         let _ = ::std::writeln!(::std::io::stdout().lock(), $($arg)*);
     }};
+}
+
+/// Runs `f`, turning a panic inside it into an error message. For third-party code that
+/// panics on hostile input where it should return an error (zune-jpeg's IDCT, tract's shape
+/// inference: see fuzz/README.md): resq reports a bad input instead of ending with status 101.
+/// The panic's own message is not printed (it goes into the returned text); panics anywhere
+/// else print as usual.
+pub fn contain_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    use std::cell::Cell;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    thread_local! {
+        static CONTAINING: Cell<bool> = const { Cell::new(false) };
+    }
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !CONTAINING.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    let was = CONTAINING.with(|c| c.replace(true));
+    // The closure's state is dropped or abandoned with the error: nothing observes it broken.
+    let result = catch_unwind(AssertUnwindSafe(f));
+    CONTAINING.with(|c| c.set(was));
+    result.map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_string())
+    })
 }
 
 /// Reads a whole file of at most `limit` bytes, refusing a larger one (or an endless device
@@ -340,6 +388,24 @@ mod tests {
         );
         let e = read_text(Path::new("/"), "labels file").unwrap_err();
         assert!(format!("{e:#}").contains("is a folder"));
+    }
+
+    #[test]
+    fn a_contained_panic_is_an_error_with_its_message() {
+        assert_eq!(contain_panic(|| 7), Ok(7));
+        let e = contain_panic(|| -> u8 { panic!("index {} out of range", 4) }).unwrap_err();
+        assert_eq!(e, "index 4 out of range");
+        let e = contain_panic(|| -> u8 { std::panic::panic_any(5u32) }).unwrap_err();
+        assert_eq!(e, "a panic without a message");
+    }
+
+    #[test]
+    fn long_messages_are_cut_with_a_note() {
+        assert_eq!(shorten("short", 10), "short");
+        assert_eq!(
+            shorten("0123456789abc", 10),
+            "0123456789 … (3 more characters left out)"
+        );
     }
 
     #[test]

@@ -1,16 +1,25 @@
 //! `resq flash`, `resq bundle`, `resq device`: thin shells over `resq-deploy`, plus the
 //! indicatif drawing of its progress callbacks.
+//!
+//! Exit statuses are `resq_io::exit`'s: a fleet with some boards flashed and some not ends
+//! with [`exit::PARTIAL`], one where every board failed with [`exit::FAILURE`]. Everything
+//! printed goes through `resq_io::say!`: a flash finishes installing even when nobody reads
+//! its output any more.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Mutex;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand};
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use resq_deploy::{
-    Board, Bundle, BundleSpec, FlashOptions, FlashReport, Progress, SshOptions, Step, Target,
+    Board, Bundle, BundleSpec, ErrorKind, FlashOptions, FlashReport, Progress, SshOptions, Step,
+    Target,
 };
+use resq_io::{exit, say, ResultExt as _};
+use serde_json::{json, Value};
 
 /// How to reach boards over SSH.
 #[derive(Args)]
@@ -48,32 +57,55 @@ pub struct ReleaseArgs {
     /// The .resq model.
     #[arg(long)]
     model: Option<PathBuf>,
-    /// The resq-fw binary for the board. Default: target/<triple>/release/resq-fw
-    /// (target/release/resq-fw for this machine's own triple).
+    /// The resq-fw binary for the board. Default: the first resq-fw for the board's
+    /// architecture beside this resq, on PATH, or in cargo's build output
+    /// (target/<triple>/release/resq-fw; target/release/resq-fw for this machine's triple).
     #[arg(long, value_name = "PATH")]
     firmware: Option<PathBuf>,
 }
 
+/// A command line that lacks a flag: said on stderr, exit status [`exit::USAGE`] (as clap's).
+struct Usage(String);
+
 impl ReleaseArgs {
-    fn bundle(&self, cmd: &str) -> Result<Bundle> {
+    /// The release, and the firmware file it was made with.
+    fn bundle(&self, cmd: &str) -> Result<std::result::Result<(Bundle, PathBuf), Usage>> {
         let (Some(board), Some(model)) = (&self.board, &self.model) else {
-            bail!(
+            return Ok(Err(Usage(format!(
                 "resq {cmd}: pass --board NAME and --model FILE.resq{}",
                 if cmd == "flash" {
                     " (or --bundle FILE)"
                 } else {
                     ""
                 }
-            );
+            ))));
         };
-        let board = Board::load(board)?;
-        let firmware = resq_deploy::find_firmware(&board, self.firmware.as_deref())?;
-        Ok(Bundle::build(&BundleSpec {
+        let board = Board::load(board).map_err(classify)?;
+        let firmware =
+            resq_deploy::find_firmware(&board, self.firmware.as_deref()).map_err(classify)?;
+        let bundle = Bundle::build(&BundleSpec {
             board: &board,
             model,
             firmware: &firmware,
-        })?)
+        })
+        .map_err(classify)?;
+        Ok(Ok((bundle, firmware)))
     }
+}
+
+/// A `resq-deploy` error as the process reports it: a refused input (profile, model,
+/// firmware file, bundle, `--to`) ends with [`exit::BAD_INPUT`], the rest with
+/// [`exit::FAILURE`].
+fn classify(e: resq_deploy::Error) -> anyhow::Error {
+    match e.kind() {
+        ErrorKind::BadInput | ErrorKind::BadUri => resq_io::bad_input(e),
+        _ => anyhow::Error::new(e),
+    }
+}
+
+fn usage(u: Usage) -> ExitCode {
+    eprintln!("error: {}", u.0);
+    ExitCode::from(exit::USAGE)
 }
 
 #[derive(Args)]
@@ -100,6 +132,10 @@ pub struct FlashArgs {
     /// Switch back to the previous release (then self-test it) instead of flashing.
     #[arg(long, conflicts_with_all = ["bundle", "board", "model", "firmware", "enable_service"])]
     rollback: bool,
+    /// Print one JSON object per device and line (target, status, release, version, error;
+    /// with --status: what is installed) instead of text.
+    #[arg(long)]
+    json: bool,
     /// Devices worked on at the same time.
     #[arg(long, default_value_t = 4)]
     jobs: usize,
@@ -117,6 +153,9 @@ pub struct BundleArgs {
     /// The bundle file to write (a tar; `tar -xf` unpacks it).
     #[arg(short, long)]
     output: PathBuf,
+    /// Print one JSON object (file, bytes, sha256, release, board, model, versions, files).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -155,9 +194,10 @@ enum DeviceCommand {
         /// Image folder (ImageFolder layout, or the root the CSV's paths are relative to).
         #[arg(long)]
         images: PathBuf,
-        /// CSV with a header and columns `file` and `label` (class index).
-        #[arg(long)]
-        labels: Option<PathBuf>,
+        /// Ground truth: a CSV with a header and columns `file` and `label` (class index), as
+        /// for `resq eval` (`--labels` is an older name for it).
+        #[arg(long = "ground-truth", value_name = "CSV", alias = "labels")]
+        ground_truth: Option<PathBuf>,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -173,9 +213,14 @@ struct Bars {
 }
 
 impl Bars {
-    fn new() -> Bars {
+    /// Bars on stderr (drawn on a terminal only); none when `quiet` (JSON output).
+    fn new(quiet: bool) -> Bars {
         Bars {
-            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            multi: MultiProgress::with_draw_target(if quiet {
+                ProgressDrawTarget::hidden()
+            } else {
+                ProgressDrawTarget::stderr()
+            }),
             bars: Mutex::new(HashMap::new()),
         }
     }
@@ -218,19 +263,20 @@ impl Progress for Bars {
     }
 }
 
-fn targets(a: &FlashArgs) -> Result<Vec<Target>> {
+fn targets(a: &FlashArgs) -> Result<std::result::Result<Vec<Target>, Usage>> {
     let mut t =
         a.to.iter()
             .map(|u| Target::parse(u))
-            .collect::<resq_deploy::Result<Vec<_>>>()?;
+            .collect::<resq_deploy::Result<Vec<_>>>()
+            .map_err(classify)?;
     if let Some(inv) = &a.inventory {
-        t.extend(resq_deploy::read_inventory(inv)?);
+        t.extend(resq_deploy::read_inventory(inv).map_err(classify)?);
     }
     if t.is_empty() {
-        bail!("resq flash: say where with --to ssh://user@host[:port][/prefix] or --to dir:/mnt/rootfs (or --inventory FILE)");
+        return Ok(Err(Usage("resq flash: say where with --to ssh://user@host[:port][/prefix] or --to dir:/mnt/rootfs (or --inventory FILE)".into())));
     }
-    resq_deploy::uri::check_unique(&t)?;
-    Ok(t)
+    resq_deploy::uri::check_unique(&t).map_err(classify)?;
+    Ok(Ok(t))
 }
 
 fn mib(b: u64) -> String {
@@ -244,42 +290,141 @@ fn first_line(s: &str) -> &str {
         .trim()
 }
 
-/// One line per device, then a count; fails when any device failed.
+/// The status a fleet ends with: OK, PARTIAL (some failed) or FAILURE (all failed), said on
+/// stderr when not OK.
+fn fleet_status(failed: usize, total: usize) -> ExitCode {
+    if failed == 0 {
+        return ExitCode::from(exit::OK);
+    }
+    if failed < total {
+        eprintln!(
+            "error: {failed} of {total} devices failed, {} succeeded",
+            total - failed
+        );
+        ExitCode::from(exit::PARTIAL)
+    } else {
+        eprintln!("error: all {total} devices failed");
+        ExitCode::from(exit::FAILURE)
+    }
+}
+
+/// One line per device, then a count.
 fn fleet_summary<T>(
     what: &str,
     targets: &[Target],
     results: &[resq_deploy::Result<T>],
     ok_line: impl Fn(&T) -> String,
-) -> Result<()> {
+) -> ExitCode {
     let mut failed = 0;
     for (t, r) in targets.iter().zip(results) {
         match r {
-            Ok(x) => println!("ok      {t}  {}", ok_line(x)),
+            Ok(x) => say!("ok      {t}  {}", ok_line(x)),
             Err(e) => {
                 failed += 1;
-                let msg = e
-                    .message()
-                    .strip_prefix(&format!("{t}: "))
-                    .unwrap_or(e.message());
-                println!("FAILED  {t}  {}", msg.lines().next().unwrap_or(""));
-                for l in msg.lines().skip(1) {
-                    println!("          {l}");
+                say!(
+                    "FAILED  {t}  {}",
+                    error_message(t, e).lines().next().unwrap_or("")
+                );
+                for l in error_message(t, e).lines().skip(1) {
+                    say!("          {l}");
                 }
                 if let Some(h) = e.help_text() {
-                    println!("          help: {h}");
+                    say!("          help: {h}");
                 }
             }
         }
     }
-    println!(
+    say!(
         "{} of {} devices {what}, {failed} failed",
         targets.len() - failed,
         targets.len()
     );
-    if failed > 0 {
-        bail!("{failed} of {} devices failed (see above)", targets.len());
+    fleet_status(failed, targets.len())
+}
+
+/// The message of a device's error without the device's name in front.
+fn error_message<'e>(t: &Target, e: &'e resq_deploy::Error) -> &'e str {
+    e.message()
+        .strip_prefix(&format!("{t}: "))
+        .unwrap_or(e.message())
+}
+
+/// JSON lines, one per device, and the fleet's status.
+fn json_lines<T>(
+    targets: &[Target],
+    results: &[resq_deploy::Result<T>],
+    ok: impl Fn(&T) -> Value,
+    failed_fields: impl Fn() -> Value,
+) -> ExitCode {
+    let mut failed = 0;
+    for (t, r) in targets.iter().zip(results) {
+        let mut v = match r {
+            Ok(x) => ok(x),
+            Err(e) => {
+                failed += 1;
+                let mut v = failed_fields();
+                v["status"] = json!("failed");
+                v["error"] = json!(error_message(t, e));
+                v["help"] = json!(e.help_text());
+                v["kind"] = json!(format!("{:?}", e.kind()));
+                v
+            }
+        };
+        let mut obj = serde_json::Map::new();
+        obj.insert("target".into(), json!(t.to_string()));
+        if let Value::Object(m) = v.take() {
+            obj.extend(m);
+        }
+        obj.entry("error").or_insert(Value::Null);
+        say!("{}", Value::Object(obj));
     }
-    Ok(())
+    fleet_status(failed, targets.len())
+}
+
+fn selftest_word(t: &Option<resq_deploy::SelfTest>) -> &'static str {
+    match t {
+        Some(t) if t.passed => "passed",
+        Some(_) => "failed",
+        None => "not run here",
+    }
+}
+
+fn flash_json(b: &Bundle, r: &FlashReport) -> Value {
+    json!({
+        "status": if r.unchanged { "unchanged" } else { "ok" },
+        "release": r.id,
+        "version": b.manifest.versions.resq,
+        "firmware_version": b.manifest.versions.firmware,
+        "board": b.manifest.board.name,
+        "model": b.manifest.model.name,
+        "previous": r.previous,
+        "reused": r.reused,
+        "sent_bytes": r.sent_bytes,
+        "transfer_secs": r.transfer_secs,
+        "selftest": selftest_word(&r.selftest),
+        "pruned": r.pruned,
+        "service": r.service,
+        "warnings": r.warnings,
+    })
+}
+
+fn status_json(st: &resq_deploy::State) -> Value {
+    let m = st.current_manifest.as_ref();
+    json!({
+        "status": "ok",
+        "release": st.current,
+        "version": m.map(|m| &m.versions.resq),
+        "firmware_version": m.and_then(|m| m.versions.firmware.as_ref()),
+        "board": m.map(|m| &m.board.name),
+        "model": m.map(|m| &m.model.name),
+        "classes": m.map(|m| m.model.classes),
+        "created": m.map(|m| &m.created),
+        "verified": st.current_verified,
+        "previous": st.previous,
+        "releases": st.releases.iter().map(|r| json!({"id": r.id, "complete": r.complete})).collect::<Vec<_>>(),
+        "free_bytes": st.free_bytes,
+        "arch": st.arch,
+    })
 }
 
 fn flash_line(r: &FlashReport) -> String {
@@ -302,8 +447,12 @@ fn flash_line(r: &FlashReport) -> String {
     }
 }
 
-pub fn cmd_flash(a: FlashArgs) -> Result<()> {
-    let targets = targets(&a)?;
+/// `resq flash`: install, `--status` or `--rollback` on one device or a fleet.
+pub fn run_flash(a: FlashArgs) -> Result<ExitCode> {
+    let targets = match targets(&a)? {
+        Ok(t) => t,
+        Err(u) => return Ok(usage(u)),
+    };
     let opts = FlashOptions {
         enable_service: a.enable_service,
         keep: a.keep,
@@ -312,38 +461,56 @@ pub fn cmd_flash(a: FlashArgs) -> Result<()> {
     if a.status {
         let results =
             resq_deploy::for_each(&targets, a.jobs, |t| resq_deploy::status(t, &opts.ssh));
+        if a.json {
+            return Ok(json_lines(
+                &targets,
+                &results,
+                status_json,
+                || json!({"release": null}),
+            ));
+        }
         for (t, r) in targets.iter().zip(&results) {
             if let Ok(st) = r {
                 print_status(t, st);
             }
         }
         if targets.len() == 1 {
-            return results
-                .into_iter()
-                .next()
-                .map_or(Ok(()), |r| r.map(|_| ()).map_err(Into::into));
+            let r = results.into_iter().next().expect("one target");
+            return r.map(|_| ExitCode::SUCCESS).map_err(classify);
         }
-        return fleet_summary("read", &targets, &results, |s| {
+        return Ok(fleet_summary("read", &targets, &results, |s| {
             format!("current {}", s.current.as_deref().unwrap_or("none"))
-        });
+        }));
     }
-    let bars = Bars::new();
+    let bars = Bars::new(a.json);
     if a.rollback {
         let results = resq_deploy::for_each(&targets, a.jobs, |t| {
             let r = resq_deploy::rollback(t, &opts, &bars);
             bars.finish(&t.to_string(), r.is_ok());
             r
         });
+        if a.json {
+            return Ok(json_lines(
+                &targets,
+                &results,
+                |r| {
+                    json!({
+                        "status": "ok",
+                        "release": r.current,
+                        "previous": r.previous,
+                        "selftest": selftest_word(&r.selftest),
+                        "service": r.service,
+                    })
+                },
+                || json!({"release": null}),
+            ));
+        }
         let line = |r: &resq_deploy::RollbackReport| {
             format!(
-                "current is now {} (was {}), {}{}",
+                "current is now {} (was {}), self-test {}{}",
                 r.current,
                 r.previous,
-                match &r.selftest {
-                    Some(t) if t.passed => "self-test passed",
-                    Some(_) => "self-test FAILED",
-                    None => "self-test not run here",
-                },
+                selftest_word(&r.selftest),
                 r.service
                     .as_ref()
                     .map(|s| format!(", {s}"))
@@ -351,23 +518,55 @@ pub fn cmd_flash(a: FlashArgs) -> Result<()> {
             )
         };
         if targets.len() == 1 {
-            let r = results.into_iter().next().expect("one target")?;
-            println!("rolled back {}: {}", targets[0], line(&r));
-            return Ok(());
+            let r = results
+                .into_iter()
+                .next()
+                .expect("one target")
+                .map_err(classify)?;
+            say!("rolled back {}: {}", targets[0], line(&r));
+            return Ok(ExitCode::SUCCESS);
         }
-        return fleet_summary("rolled back", &targets, &results, line);
+        return Ok(fleet_summary("rolled back", &targets, &results, line));
     }
     let bundle = match &a.bundle {
-        Some(p) => Bundle::read_tar(p)?,
-        None => a.release.bundle("flash")?,
+        Some(p) => Bundle::read_tar(p).map_err(classify)?,
+        None => match a.release.bundle("flash")? {
+            Ok((b, firmware)) => {
+                if !a.json {
+                    say!("using {}", firmware.display());
+                }
+                b
+            }
+            Err(u) => return Ok(usage(u)),
+        },
     };
     let results = resq_deploy::flash_fleet(&targets, &bundle, &opts, a.jobs, &bars);
-    if targets.len() == 1 {
-        let r = results.into_iter().next().expect("one target")?;
-        print_flash(&targets[0], &bundle, &r);
-        return Ok(());
+    if a.json {
+        return Ok(json_lines(
+            &targets,
+            &results,
+            |r| flash_json(&bundle, r),
+            || {
+                json!({
+                    "release": null,
+                    "version": bundle.manifest.versions.resq,
+                    "firmware_version": bundle.manifest.versions.firmware,
+                    "board": bundle.manifest.board.name,
+                    "model": bundle.manifest.model.name,
+                })
+            },
+        ));
     }
-    fleet_summary("flashed", &targets, &results, flash_line)
+    if targets.len() == 1 {
+        let r = results
+            .into_iter()
+            .next()
+            .expect("one target")
+            .map_err(classify)?;
+        print_flash(&targets[0], &bundle, &r);
+        return Ok(ExitCode::SUCCESS);
+    }
+    Ok(fleet_summary("flashed", &targets, &results, flash_line))
 }
 
 fn print_flash(t: &Target, b: &Bundle, r: &FlashReport) {
@@ -379,20 +578,22 @@ fn print_flash(t: &Target, b: &Bundle, r: &FlashReport) {
     } else {
         ""
     };
-    println!("flashed {t}: release {}{how}", r.id);
-    println!("  board      {} ({})", m.board.name, m.board.target);
-    println!(
+    say!("flashed {t}: release {}{how}", r.id);
+    say!("  board      {} ({})", m.board.name, m.board.target);
+    say!(
         "  model      {} ({} classes, from {})",
-        m.model.name, m.model.classes, m.model.source
+        m.model.name,
+        m.model.classes,
+        m.model.source
     );
     let files: Vec<String> = b
         .files
         .iter()
         .map(|f| format!("{} {}", f.name, mib(f.data.len() as u64)))
         .collect();
-    println!("  files      {}", files.join(", "));
+    say!("  files      {}", files.join(", "));
     if r.sent_bytes > 0 {
-        println!(
+        say!(
             "  sent       {} in {:.2} s ({}/s, checked and synced on the device)",
             mib(r.sent_bytes),
             r.transfer_secs,
@@ -400,26 +601,26 @@ fn print_flash(t: &Target, b: &Bundle, r: &FlashReport) {
         );
     }
     match &r.selftest {
-        Some(s) if s.passed => println!("  self-test  {}", first_line(&s.output)),
-        Some(s) => println!("  self-test  FAILED: {}", first_line(&s.output)),
-        None => println!("  self-test  not run here (the {} firmware runs on the board; check there with `resq-fw selftest`)", m.board.target),
+        Some(s) if s.passed => say!("  self-test  {}", first_line(&s.output)),
+        Some(s) => say!("  self-test  FAILED: {}", first_line(&s.output)),
+        None => say!("  self-test  not run here (the {} firmware runs on the board; check there with `resq-fw selftest`)", m.board.target),
     }
     if let Some(p) = &r.previous {
-        println!("  previous   {p} (kept; `resq flash --rollback --to {t}` switches back)");
+        say!("  previous   {p} (kept; `resq flash --rollback --to {t}` switches back)");
     }
     if !r.pruned.is_empty() {
-        println!("  pruned     {}", r.pruned.join(", "));
+        say!("  pruned     {}", r.pruned.join(", "));
     }
     if let Some(s) = &r.service {
-        println!("  service    {s}");
+        say!("  service    {s}");
     }
     for w in &r.warnings {
-        println!("  warning: {w}");
+        say!("  warning: {w}");
     }
 }
 
 fn print_status(t: &Target, st: &resq_deploy::State) {
-    println!("{t}");
+    say!("{t}");
     let rel = |id: &Option<String>, m: &Option<resq_deploy::Manifest>| match (id, m) {
         (Some(id), Some(m)) => format!(
             "{id}  board {}  model {} ({} classes)  resq {}  made {}",
@@ -433,11 +634,11 @@ fn print_status(t: &Target, st: &resq_deploy::State) {
         Some(false) => "  FILES DAMAGED (flash again)",
         None => "",
     };
-    println!(
+    say!(
         "  current    {}{verified}",
         rel(&st.current, &st.current_manifest)
     );
-    println!("  previous   {}", rel(&st.previous, &st.previous_manifest));
+    say!("  previous   {}", rel(&st.previous, &st.previous_manifest));
     let complete: Vec<&str> = st
         .releases
         .iter()
@@ -445,7 +646,7 @@ fn print_status(t: &Target, st: &resq_deploy::State) {
         .map(|r| r.id.as_str())
         .collect();
     let incomplete = st.releases.iter().filter(|r| !r.complete).count();
-    println!(
+    say!(
         "  releases   {}{}",
         if complete.is_empty() {
             "none".to_string()
@@ -459,41 +660,76 @@ fn print_status(t: &Target, st: &resq_deploy::State) {
         }
     );
     if let Some(f) = st.free_bytes {
-        println!("  free       {}", mib(f));
+        say!("  free       {}", mib(f));
     }
     if let Some(a) = &st.arch {
-        println!("  arch       {a}");
+        say!("  arch       {a}");
     }
 }
 
-pub fn cmd_bundle(a: BundleArgs) -> Result<()> {
-    let bundle = a.release.bundle("bundle")?;
-    let size = bundle.write_tar(&a.output)?;
+/// `resq bundle`: one release as a tar file.
+pub fn run_bundle(a: BundleArgs) -> Result<ExitCode> {
+    let (bundle, firmware) = match a.release.bundle("bundle")? {
+        Ok(b) => b,
+        Err(u) => return Ok(usage(u)),
+    };
+    let tar = bundle.write_tar(&a.output).map_err(classify)?;
     let m = &bundle.manifest;
-    println!(
+    if a.json {
+        say!(
+            "{}",
+            json!({
+                "file": a.output.display().to_string(),
+                "bytes": tar.bytes,
+                "sha256": tar.sha256,
+                "release": m.id,
+                "created": m.created,
+                "board": m.board.name,
+                "target": m.board.target,
+                "model": {
+                    "name": m.model.name,
+                    "classes": m.model.classes,
+                    "source": m.model.source,
+                    "source_sha256": m.model.source_sha256,
+                },
+                "versions": {
+                    "resq": m.versions.resq,
+                    "firmware": m.versions.firmware,
+                    "model_format": m.versions.model_format,
+                },
+                "firmware_path": firmware.display().to_string(),
+                "files": m.files.iter().map(|f| json!({"name": f.name, "bytes": f.size, "sha256": f.sha256})).collect::<Vec<_>>(),
+            })
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    say!(
         "wrote {} ({}): release {} for board {} ({})",
         a.output.display(),
-        mib(size),
+        mib(tar.bytes),
         m.id,
         m.board.name,
         m.board.target
     );
+    say!("  sha256         {}", tar.sha256);
+    say!("  firmware from  {}", firmware.display());
     for f in &bundle.files {
-        println!(
+        say!(
             "  {:14} {:>10}  sha256 {}",
             f.name,
             mib(f.data.len() as u64),
             f.sha256
         );
     }
-    println!(
+    say!(
         "flash it with: resq flash --bundle {} --to URI",
         a.output.display()
     );
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
-pub fn cmd_device(a: DeviceArgs) -> Result<()> {
+/// `resq device`: measure on a live board.
+pub fn run_device(a: DeviceArgs) -> Result<ExitCode> {
     match a.command {
         DeviceCommand::Bench {
             to,
@@ -501,14 +737,14 @@ pub fn cmd_device(a: DeviceArgs) -> Result<()> {
             json,
             ssh,
         } => {
-            let t = Target::parse(&to)?;
-            let r = resq_deploy::device::bench(&t, &ssh.options(), iterations)?;
+            let t = Target::parse(&to).map_err(classify)?;
+            let r = resq_deploy::device::bench(&t, &ssh.options(), iterations).map_err(classify)?;
             if json {
-                println!("{}", serde_json::to_string(&r)?);
-                return Ok(());
+                say!("{}", serde_json::to_string(&r)?);
+                return Ok(ExitCode::SUCCESS);
             }
             let b = &r.bench;
-            println!(
+            say!(
                 "{} (release {}): {} on {} frames, {} iterations",
                 r.device,
                 r.release.as_deref().unwrap_or("?"),
@@ -521,55 +757,57 @@ pub fn cmd_device(a: DeviceArgs) -> Result<()> {
                 ("inference", "inference_ms"),
             ] {
                 let s = &b[key];
-                println!(
+                say!(
                     "  {what:<14} median {:8.3} ms  mean {:8.3} ms  p90 {:8.3} ms",
                     s["median"].as_f64().unwrap_or(f64::NAN),
                     s["mean"].as_f64().unwrap_or(f64::NAN),
                     s["p90"].as_f64().unwrap_or(f64::NAN)
                 );
             }
-            println!(
+            say!(
                 "  {:.1} frames/s on the board (one thread, capture excluded)",
                 b["frames_per_s"].as_f64().unwrap_or(f64::NAN)
             );
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         DeviceCommand::Eval {
             to,
             images,
-            labels,
+            ground_truth,
             json,
             ssh,
         } => {
-            let t = Target::parse(&to)?;
+            let t = Target::parse(&to).map_err(classify)?;
             let samples: Vec<(PathBuf, usize)> =
-                resq_host::images::labelled_dataset(&images, labels.as_deref())?
+                resq_host::images::labelled_dataset(&images, ground_truth.as_deref())
+                    .bad_input()?
                     .into_iter()
                     .map(|s| (s.path, s.label))
                     .collect();
-            let bars = Bars::new();
+            let bars = Bars::new(json);
             let r = resq_deploy::device::eval(&t, &ssh.options(), &samples, &bars);
             bars.finish(&t.to_string(), r.is_ok());
-            let r = r?;
+            let r = r.map_err(classify)?;
             if json {
-                println!("{}", serde_json::to_string(&r)?);
-                return Ok(());
+                say!("{}", serde_json::to_string(&r)?);
+                return Ok(ExitCode::SUCCESS);
             }
             let pct = |x: usize| 100.0 * x as f64 / r.images.max(1) as f64;
-            println!(
+            say!(
                 "{} (release {})",
                 r.device,
                 r.release.as_deref().unwrap_or("?")
             );
-            println!(
+            say!(
                 "  images      {} ({} classified on the board)",
-                r.images, r.classified
+                r.images,
+                r.classified
             );
-            println!("  top-1 int8  {} ({:.1} %)", r.top1, pct(r.top1));
+            say!("  top-1 int8  {} ({:.1} %)", r.top1, pct(r.top1));
             for f in &r.failed {
-                println!("  {f}");
+                say!("  {f}");
             }
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -7,13 +7,14 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use resq_engine::{AlignedBytes, Engine};
+use resq_engine::Engine;
 use resq_format::{Layout, Model, Op, ResizeMode};
 use resq_host::calibrate::Method;
 use resq_host::convert::{convert, write_atomic, ConvertOptions, ResizeOptions};
 use resq_host::eval::{evaluate, preprocess_of_model, Reference};
 use resq_host::images::labelled_dataset_for;
 use resq_host::synth::{synth_resnet, Arch, SynthSpec};
+use resq_io::{bad_input, exit, ResultExt};
 
 mod deploy;
 
@@ -33,29 +34,27 @@ enum Command {
     /// Convert an ONNX ResNet to an int8 .resq file, calibrating on a folder of images.
     ///
     /// Examples:
-    ///   resq convert resnet18.onnx --calib photos/ --resize 256 --crop 224 \
+    ///   resq convert -m resnet18.onnx --calib photos/ --resize 256 --crop 224 \
     ///       --mean 123.675,116.28,103.53 --std 58.395,57.12,57.375 -o resnet18.resq   (torchvision)
-    ///   resq convert resnet50.onnx --calib photos/ --layout nhwc --bgr --resize-mode squash \
+    ///   resq convert -m resnet50.onnx --calib photos/ --layout nhwc --bgr --resize-mode squash \
     ///       --mean 103.939,116.779,123.68 --std 1 -o resnet50.resq            (Keras "caffe")
-    ///   resq convert model_int8_qdq.onnx -o model.resq        (pre-quantized QDQ: keeps its scales)
-    ///   resq convert resnet18.onnx --calib photos/ --auto-fallback -o resnet18.resq
+    ///   resq convert -m model_int8_qdq.onnx -o model.resq     (pre-quantized QDQ: keeps its scales)
+    ///   resq convert -m resnet18.onnx --calib photos/ --auto-fallback -o resnet18.resq
     ///                                    (keeps the layers that lose most precision at int16)
     #[command(verbatim_doc_comment)]
     Convert(ConvertArgs),
     /// Show a .resq file: header, layers, sizes, quantization, provenance.
     ///
     /// Example:
-    ///   resq inspect resnet18.resq
+    ///   resq inspect -m resnet18.resq
+    ///   resq inspect -m resnet18.resq --json
     #[command(verbatim_doc_comment)]
-    Inspect {
-        /// The model file.
-        file: PathBuf,
-    },
+    Inspect(InspectArgs),
     /// Measure int8 top-1 on a labelled image set, optionally against tract's f32 answers.
     ///
     /// Examples:
-    ///   resq eval model.resq --images val/                          (ImageFolder: val/<class>/<img>)
-    ///   resq eval model.resq --images imgs/ --labels labels.csv --reference model.onnx --json
+    ///   resq eval -m model.resq --images val/                       (ImageFolder: val/<class>/<img>)
+    ///   resq eval -m model.resq --images imgs/ --ground-truth truth.csv --reference model.onnx --json
     #[command(verbatim_doc_comment)]
     Eval(EvalArgs),
     /// Write a torchvision-layout ResNet with seeded random weights as ONNX (for tests and benchmarks).
@@ -68,15 +67,15 @@ enum Command {
     /// cosine, activation histograms with the int8 range, per-channel weight ranges, top-1).
     ///
     /// Examples:
-    ///   resq report model.resq --images val/ --reference model.onnx -o report.html
-    ///   resq report model.resq --images imgs/ --labels labels.csv --reference model.onnx --json
+    ///   resq report -m model.resq --images val/ --reference model.onnx -o report.html
+    ///   resq report -m model.resq --images imgs/ --ground-truth truth.csv --reference model.onnx --json
     #[command(verbatim_doc_comment)]
     Report(ReportArgs),
     /// Time inference: warm-up, then median / min / max latency, kernel path and peak memory.
     ///
     /// Examples:
-    ///   resq bench resnet50.resq --threads 2 --iters 50
-    ///   resq bench resnet18.resq --isa reference --json
+    ///   resq bench -m resnet50.resq --threads 2 --iterations 50
+    ///   resq bench -m resnet18.resq --isa reference --json
     #[command(verbatim_doc_comment)]
     Bench(BenchArgs),
     /// Convert the shipped ResNet-8 and classify the shipped photos with the firmware engine.
@@ -106,6 +105,62 @@ enum Command {
     Bundle(deploy::BundleArgs),
     /// Checks on a live board: benchmark or accuracy of the installed release.
     Device(deploy::DeviceArgs),
+    /// Print a shell completion script.
+    ///
+    /// Examples:
+    ///   resq completions bash > ~/.local/share/bash-completion/completions/resq
+    ///   resq completions zsh > ~/.zfunc/_resq
+    ///   resq completions fish > ~/.config/fish/completions/resq.fish
+    #[command(verbatim_doc_comment)]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages: resq(1) to stdout, or one page per command into --dir.
+    ///
+    /// Example:
+    ///   resq man --dir ~/.local/share/man/man1
+    #[command(verbatim_doc_comment)]
+    Man {
+        /// Folder for resq.1 and resq-<command>.1.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// The model a command works on: `-m/--model FILE` everywhere in `resq` and `resq-fw` (the
+/// file may also come first without the flag, as older scripts wrote it).
+#[derive(Args)]
+struct ModelArg {
+    /// The model file.
+    #[arg(
+        short = 'm',
+        long = "model",
+        value_name = "FILE",
+        required_unless_present = "model_positional"
+    )]
+    model: Option<PathBuf>,
+    #[arg(value_name = "FILE", hide = true, conflicts_with = "model")]
+    model_positional: Option<PathBuf>,
+}
+
+impl ModelArg {
+    fn path(&self) -> PathBuf {
+        // clap makes one of the two present.
+        self.model
+            .clone()
+            .or_else(|| self.model_positional.clone())
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Args)]
+struct InspectArgs {
+    #[command(flatten)]
+    model: ModelArg,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -137,17 +192,18 @@ enum MethodArg {
 #[derive(Args)]
 struct ConvertArgs {
     /// The ONNX model.
-    model: PathBuf,
+    #[command(flatten)]
+    model: ModelArg,
     /// Folder of calibration images (PNG / JPEG, searched recursively; 100–500 representative
     /// images). Leave out for a pre-quantized (QDQ) model to keep its own scales.
     #[arg(long)]
     calib: Option<PathBuf>,
     /// Per-channel mean in pixel units 0..255 (not 0..1): x = (pixel − mean) / std. One value or
     /// three, in the model's channel order. [default: 0]
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     mean: Option<String>,
     /// Per-channel standard deviation in pixel units 0..255. One value or three. [default: 1]
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     std: Option<String>,
     /// Resize each image so its shorter side is N pixels, then take the model input's centre
     /// (torchvision's Resize(N) + CenterCrop; 256 for a 224 input). Default: the input size.
@@ -197,18 +253,23 @@ struct ConvertArgs {
     /// Output file.
     #[arg(short, long)]
     output: PathBuf,
+    /// Print one JSON object (file, bytes, layers, calibration, warnings) instead of lines.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
 struct EvalArgs {
-    /// The .resq model.
-    file: PathBuf,
+    #[command(flatten)]
+    model: ModelArg,
     /// Image folder (ImageFolder layout, or the root the CSV's paths are relative to).
     #[arg(long)]
     images: PathBuf,
-    /// CSV with a header and columns `file` and `label` (class index). Without it, class
-    /// folders are matched to the model's labels by name (or are class numbers: 0/, 3/).
-    #[arg(long)]
+    /// Ground truth: a CSV with a header and columns `file` and `label` (class index). Without
+    /// it, class folders are matched to the model's labels by name (or are class numbers: 0/, 3/).
+    #[arg(long, value_name = "CSV")]
+    ground_truth: Option<PathBuf>,
+    #[arg(long, hide = true)]
     labels: Option<PathBuf>,
     /// The float ONNX model to compare with (run by tract).
     #[arg(long)]
@@ -223,8 +284,8 @@ struct EvalArgs {
 
 #[derive(Args)]
 struct ReportArgs {
-    /// The .resq model.
-    file: PathBuf,
+    #[command(flatten)]
+    model: ModelArg,
     /// Images: ImageFolder (DIR/<class>/<img>), the root of --labels' paths, or a plain folder
     /// (then only int8 / f32 agreement is reported, no top-1).
     #[arg(long)]
@@ -232,8 +293,10 @@ struct ReportArgs {
     /// The float ONNX model the file was converted from (run by tract).
     #[arg(long)]
     reference: PathBuf,
-    /// CSV with a header and columns `file` and `label` (class index).
-    #[arg(long)]
+    /// Ground truth: a CSV with a header and columns `file` and `label` (class index).
+    #[arg(long, value_name = "CSV")]
+    ground_truth: Option<PathBuf>,
+    #[arg(long, hide = true)]
     labels: Option<PathBuf>,
     /// Images run layer by layer for the per-layer statistics (evenly spaced over the set).
     #[arg(long, default_value_t = 8)]
@@ -251,14 +314,14 @@ struct ReportArgs {
 
 #[derive(Args)]
 struct BenchArgs {
-    /// The .resq model.
-    file: PathBuf,
-    /// Threads (the calling one included).
+    #[command(flatten)]
+    model: ModelArg,
+    /// Threads (the calling one included); 0 for one per core.
     #[arg(long, default_value_t = 1)]
     threads: usize,
     /// Timed inferences.
-    #[arg(long, default_value_t = 20)]
-    iters: usize,
+    #[arg(long, default_value_t = 20, alias = "iters")]
+    iterations: usize,
     /// Untimed inferences first.
     #[arg(long, default_value_t = 3)]
     warmup: usize,
@@ -269,7 +332,8 @@ struct BenchArgs {
     /// Also time each layer (median) and report convolution throughput in GMAC/s.
     #[arg(long)]
     layers: bool,
-    /// Print one JSON object (keys median_ms, min_ms, max_ms, threads, kernel, …).
+    /// Print one JSON object (model, iterations, warmup, threads, kernel, isa, inference_ms
+    /// {median, mean, min, max, p90}, …: the keys `resq-fw bench` prints).
     #[arg(long)]
     json: bool,
 }
@@ -295,25 +359,58 @@ struct SynthArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Convert(a) => cmd_convert(a),
-        Command::Inspect { file } => cmd_inspect(&file),
-        Command::Eval(a) => cmd_eval(a),
-        Command::Synth(a) => cmd_synth(a),
-        Command::Bench(a) => cmd_bench(a),
-        Command::Report(a) => cmd_report(a),
-        Command::Demo { output } => cmd_demo(&output),
-        Command::Flash(a) => deploy::cmd_flash(a),
-        Command::Bundle(a) => deploy::cmd_bundle(a),
-        Command::Device(a) => deploy::cmd_device(a),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
+    // Commands that only print end quietly when their reader goes (`resq inspect -m m | head`);
+    // flash and device keep going, their output written with `say!`, so a closed pipe never
+    // leaves a board half-installed.
+    if !matches!(cli.command, Command::Flash(_) | Command::Device(_)) {
+        resq_io::die_quietly_on_closed_pipe();
     }
+    let done = |r: Result<()>| r.map(|()| ExitCode::SUCCESS);
+    resq_io::finish(match cli.command {
+        Command::Convert(a) => done(cmd_convert(a)),
+        Command::Inspect(a) => done(cmd_inspect(a)),
+        Command::Eval(a) => done(cmd_eval(a)),
+        Command::Synth(a) => done(cmd_synth(a)),
+        Command::Bench(a) => cmd_bench(a),
+        Command::Report(a) => done(cmd_report(a)),
+        Command::Demo { output } => done(cmd_demo(&output)),
+        Command::Flash(a) => deploy::run_flash(a),
+        Command::Bundle(a) => deploy::run_bundle(a),
+        Command::Device(a) => deploy::run_device(a),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "resq", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir } => done(cmd_man(dir.as_deref())),
+    })
+}
+
+/// resq(1) to stdout, or resq.1 and resq-<command>.1 into `dir`.
+fn cmd_man(dir: Option<&Path>) -> Result<()> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let Some(dir) = dir else {
+        clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
+        return Ok(());
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut pages = vec![("resq.1".to_string(), cmd.clone())];
+    for sub in cmd.get_subcommands() {
+        // clap names are `&'static str`; a handful of page names for the life of the process.
+        let name: &'static str = Box::leak(format!("resq-{}", sub.get_name()).into_boxed_str());
+        pages.push((format!("{name}.1"), sub.clone().name(name)));
+    }
+    for (file, page) in pages {
+        let mut text = vec![];
+        clap_mangen::Man::new(page).render(&mut text)?;
+        write_atomic(&dir.join(&file), &text)?;
+    }
+    println!(
+        "wrote {} man pages to {}",
+        cmd.get_subcommands().count() + 1,
+        dir.display()
+    );
+    Ok(())
 }
 
 fn triple(flag: &str, s: &str) -> Result<[f32; 3]> {
@@ -321,11 +418,22 @@ fn triple(flag: &str, s: &str) -> Result<[f32; 3]> {
         .split(',')
         .map(|x| x.trim().parse::<f32>())
         .collect::<Result<_, _>>()
-        .map_err(|_| anyhow!("--{flag} `{s}`: expected numbers like 123.7,116.3,103.5"))?;
+        .map_err(|_| {
+            bad_input(format!(
+                "--{flag} `{s}`: expected numbers like 123.7,116.3,103.5"
+            ))
+        })?;
+    if let Some(x) = v.iter().find(|x| !x.is_finite()) {
+        return Err(bad_input(format!(
+            "--{flag} `{s}`: {x} is not a finite number; give pixel units 0..255 like 123.7,116.3,103.5"
+        )));
+    }
     match v.as_slice() {
         [a] => Ok([*a; 3]),
         [a, b, c] => Ok([*a, *b, *c]),
-        _ => bail!("--{flag} `{s}`: give one value or three (R,G,B)"),
+        _ => Err(bad_input(format!(
+            "--{flag} `{s}`: give one value or three (R,G,B)"
+        ))),
     }
 }
 
@@ -346,8 +454,9 @@ fn crop_size(s: &str) -> Result<[u32; 2]> {
 }
 
 fn cmd_convert(a: ConvertArgs) -> Result<()> {
+    let model = a.model.path();
     let opts = ConvertOptions {
-        model: a.model,
+        model: model.clone(),
         calib: a.calib,
         mean: triple("mean", a.mean.as_deref().unwrap_or("0"))?,
         std: triple("std", a.std.as_deref().unwrap_or("1"))?,
@@ -370,26 +479,55 @@ fn cmd_convert(a: ConvertArgs) -> Result<()> {
             MethodArg::Minmax => Method::MinMax,
             MethodArg::Percentile => {
                 if !(50.0..=100.0).contains(&a.percentile) {
-                    bail!(
+                    return Err(bad_input(format!(
                         "--percentile {} must be between 50 and 100 (e.g. 99.99)",
                         a.percentile
-                    );
+                    )));
                 }
                 Method::Percentile(a.percentile)
             }
             MethodArg::Entropy => Method::Entropy,
             MethodArg::Mse => Method::Mse,
         },
-        labels: a.labels,
-        progress: true,
+        labels: a.labels.clone(),
+        progress: !a.json,
         keep_int16: a.keep_int16,
         auto_fallback: a.auto_fallback.then_some(a.min_sqnr),
+        warn_below_images: resq_host::convert::MIN_CALIB_IMAGES,
     };
-    let c = convert(&opts)?;
+    let c = convert(&opts).bad_input()?;
     for w in &c.warnings {
         eprintln!("warning: {w}");
     }
     write_atomic(&a.output, &c.bytes)?;
+    let labels_hint = a.labels.is_none().then(|| {
+        format!(
+            "no class names in {}: results show as `class N`; pass --labels classes.txt (one \
+             name per line, in the model's output order)",
+            a.output.display()
+        )
+    });
+    if a.json {
+        let v = serde_json::json!({
+            "model": model.display().to_string(),
+            "file": a.output.display().to_string(),
+            "bytes": c.bytes.len(),
+            "layers": c.layers,
+            "calibration_images": c.calib_images,
+            "preprocess": c.preprocess.to_string(),
+            "int16_layers": c.int16_layers,
+            "auto_fallback": c.fallback.iter().map(|s| serde_json::json!({
+                "layer": s.layer,
+                "sqnr_before_db": s.sqnr_before,
+                "sqnr_after_db": s.sqnr_after,
+                "worst_after_db": s.worst_after,
+            })).collect::<Vec<_>>(),
+            "warnings": c.warnings,
+            "hint": labels_hint,
+        });
+        println!("{v}");
+        return Ok(());
+    }
     if a.auto_fallback {
         if c.fallback.is_empty() {
             println!(
@@ -419,23 +557,28 @@ fn cmd_convert(a: ConvertArgs) -> Result<()> {
             "kept the model's own QDQ quantization".to_string()
         }
     );
+    if let Some(hint) = labels_hint {
+        println!("hint: {hint}");
+    }
     Ok(())
-}
-
-fn load(file: &Path) -> Result<AlignedBytes> {
-    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    Ok(AlignedBytes::new(&bytes))
 }
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn cmd_inspect(file: &Path) -> Result<()> {
-    let bytes = load(file)?;
-    let m = Model::parse(bytes.as_bytes()).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+fn cmd_inspect(a: InspectArgs) -> Result<()> {
+    let path = a.model.path();
+    let file = path.as_path();
+    let bytes = resq_io::read_model(file)?;
+    let m = Model::parse(bytes.as_bytes())
+        .map_err(|e| bad_input(format!("{}: {e}", file.display())))?;
     let h = m.header;
     let meta = &m.meta;
+    if a.json {
+        println!("{}", inspect_json(file, &m));
+        return Ok(());
+    }
     println!(
         "{}: resq format v{}, {} bytes",
         file.display(),
@@ -506,6 +649,27 @@ fn cmd_inspect(file: &Path) -> Result<()> {
     println!("  layers:");
     for (idx, l) in meta.layers.iter().enumerate() {
         let out = m.tensor(l.op.output());
+        let detail = layer_detail(&m, l);
+        println!(
+            "   {idx:3} {:9} {:40} -> {:?} {} scale {:.5} zp {:4}  {detail}",
+            l.op.kind(),
+            l.name,
+            &out.shape[1..],
+            if m.is_int16(l.op.output()) {
+                "int16"
+            } else {
+                "int8 "
+            },
+            out.scale,
+            out.zero_point
+        );
+    }
+    Ok(())
+}
+
+/// One layer's geometry and quantization in a few words (`k3x3 s1 g1 shift 38 clamp …`).
+fn layer_detail(m: &Model, l: &resq_format::Layer) -> String {
+    {
         let detail = match l.op {
             Op::Conv(c) => format!(
                 "k{}x{} s{} g{} shift {} clamp {:?}{}",
@@ -533,39 +697,94 @@ fn cmd_inspect(file: &Path) -> Result<()> {
         let clamp16 = m
             .int16_clamp(l.op.output())
             .map_or(String::new(), |c| format!(" int16 clamp {c:?}"));
-        println!(
-            "   {idx:3} {:9} {:40} -> {:?} {} scale {:.5} zp {:4}  {detail}{clamp16}",
-            l.op.kind(),
-            l.name,
-            &out.shape[1..],
-            if m.is_int16(l.op.output()) {
-                "int16"
-            } else {
-                "int8 "
-            },
-            out.scale,
-            out.zero_point
-        );
+        format!("{detail}{clamp16}")
     }
-    Ok(())
+}
+
+/// `resq inspect --json`: the same facts as the text, as one object.
+fn inspect_json(file: &Path, m: &Model) -> serde_json::Value {
+    let (h, meta) = (m.header, &m.meta);
+    let tensor = |t: &resq_format::TensorDesc| {
+        serde_json::json!({
+            "name": t.name,
+            "shape_nhwc": t.shape,
+            "scale": t.scale,
+            "zero_point": t.zero_point,
+        })
+    };
+    let p = &meta.provenance;
+    serde_json::json!({
+        "file": file.display().to_string(),
+        "format_version": h.version,
+        "bytes": h.file_len,
+        "metadata_bytes": h.meta_len,
+        "data_bytes": h.data_len,
+        "crc32": h.crc32,
+        "name": meta.name,
+        "layers": meta.layers.iter().enumerate().map(|(i, l)| {
+            let out = m.tensor(l.op.output());
+            serde_json::json!({
+                "index": i,
+                "kind": l.op.kind(),
+                "name": l.name,
+                "output_shape_hwc": &out.shape[1..],
+                "dtype": if m.is_int16(l.op.output()) { "int16" } else { "int8" },
+                "scale": out.scale,
+                "zero_point": out.zero_point,
+                "detail": layer_detail(m, l),
+            })
+        }).collect::<Vec<_>>(),
+        "tensors": meta.tensors.len(),
+        "weight_bytes": m.weight_bytes(),
+        "input": tensor(m.input()),
+        "preprocess": preprocess_of_model(m).to_string(),
+        "output": tensor(m.output()),
+        "classes": m.classes(),
+        "softmax": meta.output.softmax,
+        "labels": m.labels().collect::<Vec<_>>(),
+        "provenance": {
+            "source": p.source_name,
+            "source_sha256": hex(&p.source_sha256),
+            "tool": p.tool,
+            "method": p.method,
+            "method_param": p.method_param,
+            "calibration_images": p.calib_images,
+            "calibration_digest": hex(&p.calib_digest),
+        },
+    })
+}
+
+/// `--labels` names classes (`resq convert`); a ground-truth CSV has its own flag.
+fn refuse_labels_for_truth(labels: Option<&Path>) -> Result<()> {
+    match labels {
+        Some(p) => Err(bad_input(format!(
+            "--labels {} names classes (`resq convert --labels`); give the ground-truth CSV \
+             (columns file,label) as --ground-truth {}",
+            p.display(),
+            p.display()
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn cmd_eval(a: EvalArgs) -> Result<()> {
-    let bytes = load(&a.file)?;
-    let mut engine =
-        Engine::from_bytes(bytes.as_bytes()).map_err(|e| anyhow!("{}: {e}", a.file.display()))?;
+    refuse_labels_for_truth(a.labels.as_deref())?;
+    let file = a.model.path();
+    let bytes = resq_io::read_model(&file)?;
+    let mut engine = Engine::from_bytes(bytes.as_bytes())
+        .map_err(|e| bad_input(format!("{}: {e}", file.display())))?;
     let labels: Vec<String> = engine.model().labels().map(str::to_string).collect();
     let names: Vec<&str> = labels.iter().map(String::as_str).collect();
-    let dataset = labelled_dataset_for(&a.images, a.labels.as_deref(), &names)?;
+    let dataset = labelled_dataset_for(&a.images, a.ground_truth.as_deref(), &names).bad_input()?;
     if let Some(note) = &dataset.note {
         eprintln!("note: {note}");
     }
     let samples = dataset.samples;
     let reference = match &a.reference {
-        Some(p) => Some(Reference::load_for(p, engine.model(), &a.file)?),
+        Some(p) => Some(Reference::load_for(p, engine.model(), &file).bad_input()?),
         None => None,
     };
-    let r = evaluate(&mut engine, &samples, reference.as_ref())?;
+    let r = evaluate(&mut engine, &samples, reference.as_ref()).bad_input()?;
     let name = |c: usize| {
         names
             .get(c)
@@ -619,18 +838,22 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
 }
 
 fn cmd_report(a: ReportArgs) -> Result<()> {
+    refuse_labels_for_truth(a.labels.as_deref())?;
     if a.output.is_none() && !a.json {
-        bail!("resq report: pass -o report.html to write the page, or --json to print the numbers");
+        return Err(bad_input(
+            "resq report: pass -o report.html to write the page, or --json to print the numbers",
+        ));
     }
     let report = resq_host::report::build_report(&resq_host::report::ReportOptions {
-        file: a.file,
+        file: a.model.path(),
         reference: a.reference,
         images: a.images,
-        labels: a.labels,
+        labels: a.ground_truth,
         max_images: a.max_images,
         eval_images: a.eval_images,
         progress: !a.json,
-    })?;
+    })
+    .bad_input()?;
     for note in &report.notes {
         eprintln!("note: {note}");
     }
@@ -658,34 +881,34 @@ fn cmd_report(a: ReportArgs) -> Result<()> {
     Ok(())
 }
 
-fn cmd_bench(a: BenchArgs) -> Result<()> {
+fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
     use resq_engine::{EngineOptions, Isa};
-    let isa = a.isa.as_deref().map(Isa::choose).transpose()?;
-    let options = EngineOptions {
-        threads: a.threads.max(1),
-        isa,
-    };
+    let file = a.model.path();
+    let isa = a.isa.as_deref().map(Isa::choose).transpose().bad_input()?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = if a.threads == 0 { cores } else { a.threads };
+    if threads > cores {
+        eprintln!(
+            "warning: --threads {threads} on {cores} core(s): threads beyond the cores wait for \
+             each other at every layer, expect it several times slower than --threads {cores}"
+        );
+    }
+    let options = EngineOptions { threads, isa };
     // Read straight into aligned memory: one copy of the file, never two.
-    let mut bytes = {
-        use std::io::Read;
-        let mut f = std::fs::File::open(&a.file)
-            .with_context(|| format!("cannot read {}", a.file.display()))?;
-        let mut bytes = AlignedBytes::zeroed(f.metadata()?.len() as usize);
-        f.read_exact(bytes.as_bytes_mut())
-            .with_context(|| format!("cannot read {}", a.file.display()))?;
-        bytes
-    };
+    let mut bytes = resq_io::read_model(&file)?;
     let file_bytes = bytes.as_bytes().len();
     // Weights are packed in place: the engine keeps no second copy of them.
     let mut engine = Engine::from_bytes_in_place(bytes.as_bytes_mut(), options)
-        .map_err(|e| anyhow!("{}: {e}", a.file.display()))?;
+        .map_err(|e| bad_input(format!("{}: {e}", file.display())))?;
     let self_test = engine.self_test();
     if !self_test {
-        bail!(
-            "{}: the self-test failed on the {} kernels",
-            a.file.display(),
+        eprintln!(
+            "error: {}: the self-test failed on the {} kernels (a damaged file, or kernels on \
+             this CPU that disagree with the converter's; `--isa reference` tells which)",
+            file.display(),
             engine.isa()
         );
+        return Ok(ExitCode::from(exit::SELF_TEST));
     }
     let st = engine.model().meta.self_test.input;
     let input = engine.model().i8s(st).to_vec();
@@ -698,14 +921,11 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
     for _ in 0..a.warmup {
         run(&mut engine)?;
     }
-    let mut ms = (0..a.iters.max(1))
+    let ms = (0..a.iterations.max(1))
         .map(|_| run(&mut engine))
         .collect::<Result<Vec<f64>>>()?;
-    ms.sort_by(f64::total_cmp);
-    let median = if ms.len() % 2 == 1 {
-        ms[ms.len() / 2]
-    } else {
-        (ms[ms.len() / 2 - 1] + ms[ms.len() / 2]) / 2.0
+    let Some(stats) = resq_io::timing::Stats::of(&ms) else {
+        bail!("no timed iteration");
     };
     // Peak resident memory of the whole process (Linux), in MiB.
     let peak_mib = std::fs::read_to_string("/proc/self/status")
@@ -727,11 +947,10 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
     };
     if a.json {
         let v = serde_json::json!({
-            "file": a.file.display().to_string(),
-            "median_ms": median,
-            "min_ms": ms[0],
-            "max_ms": ms[ms.len() - 1],
-            "iters": ms.len(),
+            "model": file.display().to_string(),
+            "inference_ms": stats,
+            "iterations": ms.len(),
+            "warmup": a.warmup,
             "threads": engine.threads(),
             "kernel": kernel,
             "isa": engine.isa().name(),
@@ -744,14 +963,13 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
     } else {
         println!(
             "{}: {} iterations after {} warm-up",
-            a.file.display(),
+            file.display(),
             ms.len(),
             a.warmup
         );
         println!(
-            "  median {median:.3} ms   min {:.3} ms   max {:.3} ms",
-            ms[0],
-            ms[ms.len() - 1]
+            "  median {:.3} ms   mean {:.3} ms   min {:.3} ms   max {:.3} ms   p90 {:.3} ms",
+            stats.median, stats.mean, stats.min, stats.max, stats.p90
         );
         println!(
             "  kernels {kernel}, {} thread(s), self-test passed",
@@ -767,7 +985,7 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
             l.print();
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Median time of each layer over `iters` runs, and multiply-accumulates of the convolutions.

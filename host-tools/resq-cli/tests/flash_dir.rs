@@ -213,7 +213,7 @@ fn old_releases_are_pruned_but_current_and_previous_stay() {
 }
 
 #[test]
-fn enable_service_on_a_rootfs_links_the_unit_for_boot() {
+fn enable_service_on_a_rootfs_installs_the_unit_resq_fw_prints_and_links_it_for_boot() {
     let dir = tempfile::tempdir().unwrap();
     let o = resq(&[
         "flash",
@@ -225,10 +225,35 @@ fn enable_service_on_a_rootfs_links_the_unit_for_boot() {
     ]);
     assert!(o.status.success(), "{}", both(&o));
     let unit = fs::read_to_string(dir.path().join("etc/systemd/system/resq-fw.service")).unwrap();
-    assert!(
-        unit.contains("ExecStart=/opt/resq/current/resq-fw run --model /opt/resq/current/model.resq --board /opt/resq/current/board.toml"),
-        "{unit}"
-    );
+    // One layout: exactly what `resq-fw unit` prints for the board, whose [install] paths
+    // (the binary and the model) are links to the current release.
+    for args in [
+        vec!["unit", "--board", "x86_64-host"],
+        vec![
+            "unit",
+            "--board",
+            "x86_64-host",
+            "--model",
+            "/var/lib/resq/model.resq",
+        ],
+    ] {
+        let o = Command::new(firmware_unstripped())
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", both(&o));
+        assert_eq!(unit, out(&o), "resq-fw {args:?}");
+    }
+    for (link, to) in [
+        ("usr/local/bin/resq-fw", "/opt/resq/current/resq-fw"),
+        ("var/lib/resq/model.resq", "/opt/resq/current/model.resq"),
+    ] {
+        assert_eq!(
+            fs::read_link(dir.path().join(link)).unwrap(),
+            Path::new(to),
+            "{link}"
+        );
+    }
     let wants = dir
         .path()
         .join("etc/systemd/system/multi-user.target.wants/resq-fw.service");
@@ -243,6 +268,348 @@ fn enable_service_on_a_rootfs_links_the_unit_for_boot() {
     );
     // No /etc/passwd with the service user on this "card": the user is told.
     assert!(text.contains("the service user `resq` is not in"), "{text}");
+    // A profile file (not built into resq-fw): the unit names its installed copy.
+    let o = resq(&[
+        "flash",
+        "--bundle",
+        s(&bundle_b()),
+        "--to",
+        &format!("dir:{}", dir.path().display()),
+        "--enable-service",
+    ]);
+    assert!(o.status.success(), "{}", both(&o));
+    let unit = fs::read_to_string(dir.path().join("etc/systemd/system/resq-fw.service")).unwrap();
+    assert!(
+        unit.contains("ExecStart=/usr/local/bin/resq-fw run --model /var/lib/resq/model.resq --board /opt/resq/current/board.toml --json"),
+        "{unit}"
+    );
+}
+
+/// `resq` run as a person runs an installed one: from `cwd`, with this environment only.
+fn resq_at(exe: &Path, args: &[&str], cwd: &Path, path: &str) -> std::process::Output {
+    Command::new(exe)
+        .args(args)
+        .current_dir(cwd)
+        .env_clear()
+        .env("PATH", path)
+        .env("HOME", cwd)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// A copy of the firmware with `tag` appended (still a working program), to tell copies apart.
+fn tagged_firmware(to: &Path, tag: &str) -> String {
+    fs::create_dir_all(to.parent().unwrap()).unwrap();
+    let mut bytes = fs::read(firmware()).unwrap();
+    bytes.extend_from_slice(tag.as_bytes());
+    fs::write(to, &bytes).unwrap();
+    fs::set_permissions(to, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    resq_deploy::bundle::sha256_hex(&bytes)
+}
+
+fn installed_firmware_sha(prefix: &Path) -> String {
+    resq_deploy::bundle::sha256_hex(&fs::read(prefix.join("opt/resq/current/resq-fw")).unwrap())
+}
+
+#[test]
+fn flash_finds_resq_fw_beside_resq_then_on_path_and_says_where_it_looked() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = model();
+    // An installed pair: bin/resq and bin/resq-fw, run from a folder with no build output.
+    let bin = d.join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    fs::copy(env!("CARGO_BIN_EXE_resq"), bin.join("resq")).unwrap();
+    let beside = tagged_firmware(&bin.join("resq-fw"), "beside");
+    let on_path = tagged_firmware(&d.join("path/resq-fw"), "on PATH");
+    let path = format!("{}:/usr/bin:/bin", d.join("path").display());
+    let flash = |exe: &Path, board: &str, root: &str| {
+        let root = d.join(root);
+        fs::create_dir_all(&root).unwrap();
+        let to = format!("dir:{}", root.display());
+        let o = resq_at(
+            exe,
+            &["flash", "--board", board, "--model", s(&m), "--to", &to],
+            d,
+            &path,
+        );
+        (o, root)
+    };
+    let (o, root) = flash(&bin.join("resq"), "x86_64-host", "a");
+    assert!(o.status.success(), "{}", both(&o));
+    assert_eq!(installed_firmware_sha(&root), beside, "the one beside resq");
+    assert!(
+        out(&o).contains(&format!("using {}", bin.join("resq-fw").display())),
+        "{}",
+        out(&o)
+    );
+    // A resq alone: the one on PATH.
+    let alone = d.join("alone");
+    fs::create_dir_all(&alone).unwrap();
+    fs::copy(env!("CARGO_BIN_EXE_resq"), alone.join("resq")).unwrap();
+    let (o, root) = flash(&alone.join("resq"), "x86_64-host", "b");
+    assert!(o.status.success(), "{}", both(&o));
+    assert_eq!(installed_firmware_sha(&root), on_path, "the one on PATH");
+    // For another architecture both are passed over, and the message lists every place (a
+    // RISC-V board, whose firmware nobody builds here).
+    let text = resq_deploy::board::BUILTIN
+        .iter()
+        .find(|(n, _)| *n == "rpi4")
+        .unwrap()
+        .1;
+    let riscv = d.join("riscv.toml");
+    fs::write(
+        &riscv,
+        text.replace("aarch64-unknown-linux-gnu", "riscv64gc-unknown-linux-gnu"),
+    )
+    .unwrap();
+    let (o, root) = flash(&bin.join("resq"), s(&riscv), "c");
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    let e = err(&o);
+    for want in [
+        format!("{} (a x86-64 program)", bin.join("resq-fw").display()),
+        format!("{} (a x86-64 program)", d.join("path/resq-fw").display()),
+        "/usr/bin/resq-fw".to_string(),
+        "target/riscv64gc-unknown-linux-gnu/release/resq-fw".to_string(),
+        "--target riscv64gc-unknown-linux-gnu".to_string(),
+    ] {
+        assert!(e.contains(&want), "{want}: {e}");
+    }
+    assert!(!root.join("opt").exists());
+}
+
+#[test]
+fn a_flash_whose_output_is_no_longer_read_still_installs_and_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_resq"))
+        .args(["flash", "--bundle", s(&bundle_a()), "--to"])
+        .arg(format!("dir:{}", dir.path().display()))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before anything is printed (`resq flash … | head -0`).
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{:?} {}", o.status, err(&o));
+    assert!(!err(&o).contains("panicked"), "{}", err(&o));
+    assert_eq!(current(dir.path()), Some(bundle_id(&bundle_a())));
+}
+
+#[test]
+fn a_model_that_never_ends_is_refused_after_its_header() {
+    // `/dev/zero` as the model: refused at its first 64 bytes, with the memory of the process
+    // capped so that reading it whole would fail instead of taking the machine's memory.
+    let dir = tempfile::tempdir().unwrap();
+    let start = Instant::now();
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -v 4000000; exec "$@""#)
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_resq"))
+        .args(["flash", "--board", "x86_64-host", "--model", "/dev/zero"])
+        .arg("--firmware")
+        .arg(firmware())
+        .arg("--to")
+        .arg(format!("dir:{}", dir.path().display()))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", both(&o));
+    let e = err(&o);
+    assert!(
+        e.contains(
+            "--model /dev/zero: not a valid .resq file: not a .resq model file (bad magic bytes)"
+        ),
+        "{e}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(20));
+    assert!(!dir.path().join("opt").exists());
+    // A firmware that never ends either: refused at the stated limit.
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -v 4000000; exec "$@""#)
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_resq"))
+        .args(["bundle", "--board", "x86_64-host", "--model"])
+        .arg(model())
+        .args(["--firmware", "/dev/zero", "-o"])
+        .arg(dir.path().join("b.tar"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", both(&o));
+    assert!(
+        err(&o).contains("firmware /dev/zero: more than 268435456 bytes (the limit)"),
+        "{}",
+        err(&o)
+    );
+}
+
+#[test]
+fn a_random_file_as_bundle_is_refused_in_words_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("random.bin");
+    let mut rng = Rng(0x5eed_1234_abcd_9876);
+    let bytes: Vec<u8> = (0..3 << 20).map(|_| rng.next() as u8).collect();
+    fs::write(&p, &bytes).unwrap();
+    // And one that passes for a tar at first sight (`ustar` at byte 257): the tar reader's
+    // own message quotes the garbage name of its first header.
+    let tar = dir.path().join("damaged.tar");
+    let mut t = bytes.clone();
+    t[257..265].copy_from_slice(b"ustar\x0000");
+    fs::write(&tar, &t).unwrap();
+    for (file, want) in [
+        (
+            &p,
+            "not a resq bundle: expected a tar file written by `resq bundle`",
+        ),
+        (
+            &tar,
+            "not a resq bundle (a tar file written by `resq bundle`)",
+        ),
+    ] {
+        let o = resq(&[
+            "flash",
+            "--bundle",
+            s(file),
+            "--to",
+            &format!("dir:{}", dir.path().display()),
+        ]);
+        assert_eq!(o.status.code(), Some(3), "{}", both(&o));
+        let e = String::from_utf8(o.stderr.clone()).expect("the message is text");
+        assert!(e.contains(&format!("--bundle {}", file.display())), "{e}");
+        assert!(e.contains(want), "{e}");
+        assert!(
+            e.chars()
+                .all(|c| c == '\n' || (' '..='~').contains(&c) || c == '…'),
+            "raw bytes in the message: {e:?}"
+        );
+        assert!(e.len() < 1000, "{e}");
+    }
+    assert!(!dir.path().join("opt").exists());
+}
+
+#[test]
+fn a_fleet_where_some_boards_fail_exits_5_and_where_all_fail_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good");
+    fs::create_dir_all(&good).unwrap();
+    let good_to = format!("dir:{}", good.display());
+    let b = bundle_a();
+    let id = bundle_id(&b);
+    let o = resq(&[
+        "flash",
+        "--bundle",
+        s(&b),
+        "--to",
+        &good_to,
+        "--to",
+        "dir:/nonexistent/card",
+    ]);
+    assert_eq!(o.status.code(), Some(5), "{}", both(&o));
+    assert!(
+        out(&o).contains("1 of 2 devices flashed, 1 failed"),
+        "{}",
+        out(&o)
+    );
+    assert!(err(&o).contains("1 of 2 devices failed"), "{}", err(&o));
+    // The same as JSON, one object per board and line.
+    let o = resq(&[
+        "flash",
+        "--bundle",
+        s(&b),
+        "--to",
+        &good_to,
+        "--to",
+        "dir:/nonexistent/card",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(5), "{}", both(&o));
+    let lines: Vec<serde_json::Value> = out(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{}", out(&o));
+    assert_eq!(lines[0]["target"], good_to.as_str());
+    assert_eq!(lines[0]["status"], "unchanged");
+    assert_eq!(lines[0]["release"], id.as_str());
+    assert_eq!(lines[0]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(lines[0]["error"], serde_json::Value::Null);
+    assert_eq!(lines[1]["target"], "dir:/nonexistent/card");
+    assert_eq!(lines[1]["status"], "failed");
+    assert_eq!(lines[1]["release"], serde_json::Value::Null);
+    assert!(
+        lines[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("dir:/nonexistent/card is not a folder"),
+        "{}",
+        lines[1]
+    );
+    // Every board failed: status 1.
+    let o = resq(&[
+        "flash",
+        "--bundle",
+        s(&b),
+        "--to",
+        "dir:/nonexistent/a",
+        "--to",
+        "dir:/nonexistent/b",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    // --status as JSON, per board.
+    let o = resq(&[
+        "flash",
+        "--status",
+        "--json",
+        "--to",
+        &good_to,
+        "--to",
+        "dir:/nonexistent/c",
+    ]);
+    assert_eq!(o.status.code(), Some(5), "{}", both(&o));
+    let lines: Vec<serde_json::Value> = out(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["status"], "ok");
+    assert_eq!(lines[0]["release"], id.as_str());
+    assert_eq!(lines[0]["verified"], true);
+    assert_eq!(lines[0]["board"], "x86_64-host");
+    assert_eq!(lines[1]["status"], "failed");
+}
+
+#[test]
+fn bundle_json_names_the_file_its_size_and_sum() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("r.tar");
+    let o = resq(&[
+        "bundle",
+        "--board",
+        "x86_64-host",
+        "--model",
+        s(&model()),
+        "--firmware",
+        s(&firmware()),
+        "-o",
+        s(&f),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", both(&o));
+    let v: serde_json::Value = serde_json::from_str(out(&o).trim()).expect("one JSON object");
+    let bytes = fs::read(&f).unwrap();
+    assert_eq!(v["file"], s(&f));
+    assert_eq!(v["bytes"], bytes.len() as u64);
+    assert_eq!(
+        v["sha256"],
+        resq_deploy::bundle::sha256_hex(&bytes).as_str()
+    );
+    assert_eq!(v["release"], bundle_id(&f).as_str());
+    assert_eq!(v["board"], "x86_64-host");
+    assert_eq!(v["model"]["classes"], 10);
+    assert_eq!(v["files"].as_array().unwrap().len(), 4);
 }
 
 #[test]

@@ -440,7 +440,8 @@ fn enable_service_without_systemd_says_so_and_keeps_the_release() {
     let b = Board::new();
     let uri = b.uri();
     let unit_dir = tempfile::tempdir().unwrap();
-    // A profile whose unit goes to a temporary folder, so the test never touches /etc.
+    // A profile whose unit and [install] links go to a temporary folder, so the test never
+    // touches /etc, /usr/local/bin or /var/lib.
     let text = resq_deploy::board::BUILTIN
         .iter()
         .find(|(n, _)| *n == "x86_64-host")
@@ -448,9 +449,13 @@ fn enable_service_without_systemd_says_so_and_keeps_the_release() {
         .1;
     let profile = unit_dir.path().join("board.toml");
     let unit = unit_dir.path().join("resq-fw.service");
+    let bin = unit_dir.path().join("bin/resq-fw");
+    let model_link = unit_dir.path().join("lib/model.resq");
     fs::write(
         &profile,
-        text.replace("/etc/systemd/system/resq-fw.service", s(&unit)),
+        text.replace("/etc/systemd/system/resq-fw.service", s(&unit))
+            .replace("/usr/local/bin/resq-fw", s(&bin))
+            .replace("/var/lib/resq/model.resq", s(&model_link)),
     )
     .unwrap();
     let o = resq(&b.args(&[
@@ -468,8 +473,27 @@ fn enable_service_without_systemd_says_so_and_keeps_the_release() {
     let id = check_whole(b.prefix(), "service");
     assert!(id.is_some(), "the release is installed and current");
     if o.status.success() {
-        // A machine that runs systemd and has the user: the unit must be there.
+        // A machine that runs systemd and has the user: the unit must be there, running the
+        // profile's binary, a link to the current release.
         assert!(unit.is_file());
+        let cur = format!("{}/opt/resq/current", s(b.prefix()));
+        assert_eq!(
+            fs::read_link(&bin).unwrap(),
+            Path::new(&format!("{cur}/resq-fw"))
+        );
+        assert_eq!(
+            fs::read_link(&model_link).unwrap(),
+            Path::new(&format!("{cur}/model.resq"))
+        );
+        let text = fs::read_to_string(&unit).unwrap();
+        assert!(
+            text.contains(&format!(
+                "ExecStart={} run --model {} --board {cur}/board.toml --json",
+                s(&bin),
+                s(&model_link)
+            )),
+            "{text}"
+        );
         return;
     }
     let e = err(&o);
@@ -479,7 +503,7 @@ fn enable_service_without_systemd_says_so_and_keeps_the_release() {
         !unit.exists()
             || fs::read_to_string(&unit)
                 .unwrap()
-                .contains("current/resq-fw"),
+                .contains(&format!("ExecStart={} run", s(&bin))),
         "no half-written unit"
     );
 }
@@ -533,7 +557,7 @@ fn device_bench_and_eval_print_the_boards_figures() {
         &uri,
         "--images",
         s(&png),
-        "--labels",
+        "--ground-truth",
         s(&csv),
         "--json",
     ]));
@@ -546,7 +570,7 @@ fn device_bench_and_eval_print_the_boards_figures() {
         s(&model()),
         "--images",
         s(&png),
-        "--labels",
+        "--ground-truth",
         s(&csv),
         "--json",
     ]);

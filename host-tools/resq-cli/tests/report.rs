@@ -47,7 +47,7 @@ fn report_writes_the_page_and_prints_json() {
         s(&file),
         "--images",
         s(&png),
-        "--labels",
+        "--ground-truth",
         s(&csv),
         "--reference",
         s(&model),

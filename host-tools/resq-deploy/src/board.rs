@@ -25,6 +25,11 @@ pub struct Board {
     pub target: String,
     /// Systemd unit path on the board.
     pub unit_path: String,
+    /// Where the unit runs `resq-fw` from (`[install] bin`); `resq flash --enable-service`
+    /// links it to the current release.
+    pub bin_path: String,
+    /// The model path the unit runs (`[install] model`); linked to the current release too.
+    pub model_path: String,
     /// The user the service runs as.
     pub user: String,
     /// The profile file's text, shipped as `board.toml`.
@@ -42,6 +47,8 @@ struct Raw {
 
 #[derive(Deserialize)]
 struct RawInstall {
+    bin: String,
+    model: String,
     unit: String,
     user: String,
 }
@@ -61,6 +68,8 @@ impl Board {
             description: raw.description,
             target: raw.target,
             unit_path: raw.install.unit,
+            bin_path: raw.install.bin,
+            model_path: raw.install.model,
             user: raw.install.user,
             text: text.to_string(),
         })
@@ -104,34 +113,61 @@ impl Board {
             .unwrap_or("resq-fw.service")
     }
 
+    /// Whether this is a shipped profile, unchanged: `resq-fw` on the board knows it by name.
+    pub fn is_builtin(&self) -> bool {
+        BUILTIN
+            .iter()
+            .any(|(n, t)| *n == self.name && *t == self.text)
+    }
+
     /// The systemd unit for a release installed under `root` (the board's own view of
-    /// `<prefix>/opt/resq`): it runs `root/current/resq-fw` on `root/current/model.resq` with
-    /// the installed profile, so a switch of `current` plus a restart changes what runs.
+    /// `<prefix>/opt/resq`). It is exactly what `resq-fw unit --board NAME` prints: it runs
+    /// the profile's `[install] bin` on its `[install] model`, which `resq flash
+    /// --enable-service` makes links to `root/current/resq-fw` and `root/current/model.resq`,
+    /// so a switch of `current` plus a restart changes what runs. Two differences, both where
+    /// that output cannot work: a profile that is not built in (a file) is named by its
+    /// installed copy, `--board root/current/board.toml` (the board's `resq-fw` does not
+    /// know its name), and a release under a home folder gets `ProtectHome=read-only`
+    /// (`ProtectHome=yes` would hide it from the service).
     pub fn unit(&self, root: &str) -> String {
-        let cur = format!("{root}/current");
-        let mut unit: String = UNIT_TEMPLATE
-            .lines()
-            .map(|l| {
-                let l = if l.starts_with("ExecStart=") {
-                    // The installed profile file, so custom profiles work too.
-                    l.replace("--board @NAME@", &format!("--board {cur}/board.toml"))
-                } else {
-                    l.to_string()
-                };
-                l + "\n"
-            })
-            .collect();
-        unit = unit
+        let mut unit = UNIT_TEMPLATE
             .replace("@NAME@", &self.name)
             .replace("@DESCRIPTION@", &self.description)
-            .replace("@BIN@", &format!("{cur}/resq-fw"))
-            .replace("@MODEL@", &format!("{cur}/model.resq"))
+            .replace("@BIN@", &self.bin_path)
+            .replace("@MODEL@", &self.model_path)
             .replace("@USER@", &self.user);
+        if !self.is_builtin() {
+            unit = unit
+                .lines()
+                .map(|l| {
+                    let l = if l.starts_with("ExecStart=") {
+                        l.replace(
+                            &format!("--board {} ", self.name),
+                            &format!("--board {root}/current/board.toml "),
+                        )
+                    } else {
+                        l.to_string()
+                    };
+                    l + "\n"
+                })
+                .collect();
+        }
         if root.starts_with("/home/") || root.starts_with("/root/") {
-            // ProtectHome=yes would hide a release installed under a home directory.
             unit = unit.replace("ProtectHome=yes", "ProtectHome=read-only");
         }
-        format!("# Installed by `resq flash`: runs the release that {cur} points at.\n{unit}")
+        unit
+    }
+
+    /// The links `resq flash --enable-service` makes (link path, what it points at) for a
+    /// release installed under `root`: the profile's `[install] bin` and `model`.
+    pub fn install_links(&self, root: &str) -> [(String, String); 2] {
+        [
+            (self.bin_path.clone(), format!("{root}/current/resq-fw")),
+            (
+                self.model_path.clone(),
+                format!("{root}/current/model.resq"),
+            ),
+        ]
     }
 
     /// Where `cargo build --release -p resq-fw --target <triple>` puts the firmware, under
@@ -218,11 +254,11 @@ mod tests {
     }
 
     #[test]
-    fn unit_runs_the_current_release_with_the_installed_profile() {
+    fn unit_is_the_firmware_template_filled_from_the_profile() {
         let b = Board::load("rpi4").unwrap();
         let u = b.unit("/opt/resq");
         assert!(
-            u.contains("ExecStart=/opt/resq/current/resq-fw run --model /opt/resq/current/model.resq --board /opt/resq/current/board.toml"),
+            u.contains("ExecStart=/usr/local/bin/resq-fw run --model /var/lib/resq/model.resq --board rpi4 --json"),
             "{u}"
         );
         assert!(
@@ -236,8 +272,26 @@ mod tests {
                 && u.contains("Description=resq offline image classifier (rpi4)"),
             "{u}"
         );
+        assert_eq!(
+            b.install_links("/opt/resq")[0],
+            (
+                "/usr/local/bin/resq-fw".to_string(),
+                "/opt/resq/current/resq-fw".to_string()
+            )
+        );
         let home = b.unit("/home/pi/opt/resq");
         assert!(home.contains("ProtectHome=read-only"), "{home}");
+        // A profile file the board's resq-fw does not know by name: its installed copy.
+        let custom = Board::parse(&b.text.replace("\"rpi4\"", "\"my-pi\""), "x").unwrap();
+        assert!(!custom.is_builtin());
+        let u = custom.unit("/opt/resq");
+        assert!(
+            u.contains(
+                "--model /var/lib/resq/model.resq --board /opt/resq/current/board.toml --json"
+            ),
+            "{u}"
+        );
+        assert!(u.contains("resq-fw unit --board my-pi"), "{u}");
     }
 
     #[test]

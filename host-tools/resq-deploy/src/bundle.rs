@@ -22,6 +22,11 @@ use sha2::{Digest, Sha256};
 use crate::board::{elf_machine, host_triple, machine_name, Board};
 use crate::error::{io_error, Error, ErrorKind, Result};
 
+/// Largest `resq-fw` binary bundled (a few MB stripped, about 30 MB with debug info).
+pub const MAX_FIRMWARE_BYTES: u64 = 256 << 20;
+/// Largest bundle file read: the largest model and firmware, plus the small files.
+pub const MAX_BUNDLE_BYTES: u64 = resq_io::MAX_MODEL_BYTES + MAX_FIRMWARE_BYTES + (16 << 20);
+
 /// Version of the manifest layout.
 pub const MANIFEST_FORMAT: u32 = 1;
 
@@ -117,6 +122,15 @@ pub struct Bundle {
     pub files: Vec<BundleFile>,
 }
 
+/// A bundle file as written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TarFile {
+    /// Its size.
+    pub bytes: u64,
+    /// Its SHA-256, hex.
+    pub sha256: String,
+}
+
 /// What to bundle.
 #[derive(Clone, Debug)]
 pub struct BundleSpec<'a> {
@@ -158,8 +172,14 @@ impl Bundle {
     /// [`Bundle::build`] at a given time (for reproducible ids in tests).
     pub fn build_at(spec: &BundleSpec<'_>, now: std::time::SystemTime) -> Result<Bundle> {
         let board = spec.board;
-        let model = std::fs::read(spec.model)
-            .map_err(|e| io_error("--model: cannot read", spec.model, &e))?;
+        // Header first, then exactly the length it states (at most resq_io::MAX_MODEL_BYTES):
+        // `/dev/zero` or a photo is refused after 64 bytes.
+        let model = resq_io::read_model(spec.model)
+            .map_err(|e| input_error("--model", spec.model, &e))
+            .map_err(|e| {
+                e.help("pass the file written by `resq convert` (check it with `resq inspect`)")
+            })?;
+        let model = model.as_bytes().to_vec();
         let info = model_info(&model).map_err(|e| {
             Error::new(
                 ErrorKind::BadInput,
@@ -170,8 +190,8 @@ impl Bundle {
             )
             .help("pass the file written by `resq convert` (check it with `resq inspect`)")
         })?;
-        let firmware = std::fs::read(spec.firmware)
-            .map_err(|e| io_error("--firmware: cannot read", spec.firmware, &e))?;
+        let firmware = resq_io::read_limited(spec.firmware, MAX_FIRMWARE_BYTES, "firmware")
+            .map_err(|e| input_error("--firmware", spec.firmware, &e))?;
         check_firmware(&firmware, spec.firmware, board)?;
         let fw_version = firmware_version(spec.firmware, &firmware);
         let unit = board.unit("/opt/resq");
@@ -242,8 +262,9 @@ impl Bundle {
         self.files.iter().find(|f| f.name == name)
     }
 
-    /// Writes the bundle as a plain tar archive (`tar -xf` unpacks it on any board).
-    pub fn write_tar(&self, out: &Path) -> Result<u64> {
+    /// Writes the bundle as a plain tar archive (`tar -xf` unpacks it on any board); its
+    /// size and SHA-256.
+    pub fn write_tar(&self, out: &Path) -> Result<TarFile> {
         let mut builder = tar::Builder::new(Vec::new());
         let mtime = epoch_secs(&self.manifest.created);
         for f in &self.files {
@@ -262,28 +283,69 @@ impl Bundle {
             .into_inner()
             .map_err(|e| io_error("cannot write bundle", out, &e))?;
         write_atomic(out, &bytes)?;
-        Ok(bytes.len() as u64)
+        Ok(TarFile {
+            bytes: bytes.len() as u64,
+            sha256: sha256_hex(&bytes),
+        })
     }
 
     /// Reads a bundle written by [`Bundle::write_tar`], checking every file against the
-    /// manifest.
+    /// manifest. Reads at most [`MAX_BUNDLE_BYTES`]; each file's size is checked against its
+    /// own limit before it is read, and a file that is not a tar is refused after its first
+    /// 512 bytes.
     pub fn read_tar(path: &Path) -> Result<Bundle> {
         let bad = |why: String| {
             Error::new(
-                ErrorKind::Corrupt,
+                ErrorKind::BadInput,
                 format!("--bundle {}: {why}", path.display()),
             )
-            .help("write it again with `resq bundle … -o FILE` (was it damaged in transport?)")
+            .help("pass a file written by `resq bundle … -o FILE` (write it again if it was damaged in transport)")
         };
-        let file =
+        if path.is_dir() {
+            return Err(bad("is a folder; pass the bundle file".into()));
+        }
+        let mut file =
             std::fs::File::open(path).map_err(|e| io_error("--bundle: cannot read", path, &e))?;
-        let mut archive = tar::Archive::new(file);
+        if let Some(len) = file
+            .metadata()
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+            .filter(|&l| l > MAX_BUNDLE_BYTES)
+        {
+            return Err(bad(format!(
+                "{len} bytes, over the {} MiB limit for a bundle; is it the right file?",
+                MAX_BUNDLE_BYTES >> 20
+            )));
+        }
+        let mut head = [0u8; 512];
+        let got = read_up_to(&mut file, &mut head)
+            .map_err(|e| io_error("--bundle: cannot read", path, &e))?;
+        if got < 512 || &head[257..262] != b"ustar" {
+            return Err(bad(format!(
+                "not a resq bundle: expected a tar file written by `resq bundle` \
+                 (`ustar` at byte 257, the release folder name first); it {}",
+                if got == 0 {
+                    "is empty".to_string()
+                } else {
+                    format!("starts with {}", quote_bytes(&head[..got.min(32)]))
+                }
+            )));
+        }
+        let stream = std::io::Cursor::new(head)
+            .chain(file)
+            .take(MAX_BUNDLE_BYTES);
+        let mut archive = tar::Archive::new(stream);
         let mut found: Vec<(String, Vec<u8>)> = vec![];
-        let entries = archive
-            .entries()
-            .map_err(|e| bad(format!("not a resq bundle (tar): {e}")))?;
+        let not_tar = |e: std::io::Error| {
+            bad(format!(
+                "not a resq bundle (a tar file written by `resq bundle`): {}",
+                quote_text(&e.to_string())
+            ))
+        };
+        let entries = archive.entries().map_err(not_tar)?;
         for entry in entries {
-            let mut entry = entry.map_err(|e| bad(format!("not a resq bundle (tar): {e}")))?;
+            let mut entry = entry.map_err(not_tar)?;
             let name = entry
                 .path()
                 .ok()
@@ -292,20 +354,41 @@ impl Bundle {
             if entry.header().entry_type() != tar::EntryType::Regular {
                 continue;
             }
-            let mut data = vec![];
-            entry
-                .read_to_end(&mut data)
-                .map_err(|e| bad(format!("cannot read {name}: {e}")))?;
+            let limit = match name.as_str() {
+                "model.resq" => resq_io::MAX_MODEL_BYTES,
+                "resq-fw" => MAX_FIRMWARE_BYTES,
+                _ => resq_io::MAX_TEXT_BYTES,
+            };
+            let size = entry.header().size().unwrap_or(u64::MAX);
+            if size > limit || found.len() >= 64 {
+                return Err(bad(format!(
+                    "its entry {} is {size} bytes (limit {} MiB) or one of too many files; not a resq bundle",
+                    quote_text(&name),
+                    limit >> 20
+                )));
+            }
+            let mut data = Vec::with_capacity(size as usize);
+            entry.read_to_end(&mut data).map_err(|e| {
+                bad(format!(
+                    "cannot read {}: {}",
+                    quote_text(&name),
+                    quote_text(&e.to_string())
+                ))
+            })?;
             found.push((name, data));
         }
         let take = |name: &str, found: &mut Vec<(String, Vec<u8>)>| {
             let i = found.iter().position(|(n, _)| n == name);
             i.map(|i| found.swap_remove(i).1)
-                .ok_or_else(|| bad(format!("has no {name}")))
+                .ok_or_else(|| bad(format!("has no {name}: not a resq bundle")))
         };
         let manifest_bytes = take("manifest.json", &mut found)?;
-        let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
-            .map_err(|e| bad(format!("manifest.json is not valid: {e}")))?;
+        let manifest: Manifest = serde_json::from_slice(&manifest_bytes).map_err(|e| {
+            bad(format!(
+                "manifest.json is not valid: {}",
+                quote_text(&e.to_string())
+            ))
+        })?;
         if manifest.format > MANIFEST_FORMAT {
             return Err(bad(format!(
                 "manifest format {} is newer than this resq understands ({MANIFEST_FORMAT})",
@@ -313,6 +396,15 @@ impl Bundle {
             )));
         }
         let mut payload = vec![];
+        // The id names the release folder on the device (`releases/<id>`) and no hash covers
+        // it: a name with a path in it would install outside the root.
+        if !is_release_id(&manifest.id) {
+            return Err(bad(format!(
+                "manifest.json's release id {} is not a release name (letters, digits, `-`, \
+                 `_`, `.`, at most 128, not starting with `.`): a damaged or altered bundle",
+                quote_text(&manifest.id)
+            )));
+        }
         for entry in &manifest.files {
             let data = take(&entry.name, &mut found)?;
             let f = BundleFile::new(&entry.name, data, entry.mode);
@@ -326,7 +418,7 @@ impl Bundle {
         }
         let names: Vec<&str> = payload.iter().map(|f| f.name.as_str()).collect();
         if names != PAYLOAD {
-            return Err(bad(format!("unexpected file list {names:?}")));
+            return Err(bad(quote_text(&format!("unexpected file list {names:?}"))));
         }
         if content_hash(&manifest.board.name, &manifest.files) != manifest.content_sha256 {
             return Err(bad(
@@ -335,6 +427,69 @@ impl Bundle {
         }
         Ok(Bundle::assemble(manifest, payload))
     }
+}
+
+/// At most this many characters of a quoted byte string or message from a file.
+const QUOTE_MAX: usize = 120;
+
+/// Bytes from a file as a message shows them: printable ASCII as is, the rest escaped
+/// (`\x8f`), in quotes, at most [`QUOTE_MAX`] characters.
+pub fn quote_bytes(b: &[u8]) -> String {
+    let s: String = b.escape_ascii().to_string();
+    format!("\"{}\"", truncate(&s))
+}
+
+/// Text that may come from a file (a name in a tar header, a parser's message): control
+/// characters and non-ASCII escaped, at most [`QUOTE_MAX`] characters.
+pub fn quote_text(s: &str) -> String {
+    let escaped: String = s
+        .chars()
+        .flat_map(|c| {
+            let keep = c.is_ascii_graphic() || c == ' ';
+            let e: Vec<char> = if keep {
+                vec![c]
+            } else {
+                c.escape_default().collect()
+            };
+            e
+        })
+        .collect();
+    truncate(&escaped)
+}
+
+fn truncate(s: &str) -> String {
+    match s.char_indices().nth(QUOTE_MAX) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// Reads until `buf` is full or the file ends; the number of bytes read.
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// An error of `resq_io` about the file given with `flag`, as a bad input.
+fn input_error(flag: &str, path: &Path, e: &anyhow::Error) -> Error {
+    let msg = format!("{e:#}");
+    let p = path.display();
+    let msg = match msg.strip_prefix(&format!("{p}: ")) {
+        // The file's contents were refused.
+        Some(why) if flag == "--model" => format!("{flag} {p}: not a valid .resq file: {why}"),
+        Some(why) => format!("{flag} {p}: {why}"),
+        // It could not be read, or is too big: the message names it.
+        None => format!("{flag}: {msg}"),
+    };
+    Error::new(ErrorKind::BadInput, msg)
 }
 
 /// The content hash: board and every file's name, size and sum (not the time).
@@ -424,11 +579,19 @@ fn firmware_version(path: &Path, bytes: &[u8]) -> Option<String> {
     out.status.success().then(|| v.to_string())
 }
 
-/// The firmware for a board: `--firmware`, else the cargo build output for the board's
-/// target, else an error giving the exact build command.
+/// The firmware for a board: `--firmware`, else the first `resq-fw` for the board's
+/// architecture found
+///
+/// 1. beside the running `resq` (where `cargo install` and release archives put both),
+/// 2. on `PATH`,
+/// 3. in a cargo build output for the board's target: `$CARGO_TARGET_DIR`, `./target`, and
+///    the target folder of the checkout this `resq` was built in;
+///
+/// else an error listing where it looked and giving the build command.
 pub fn find_firmware(board: &Board, explicit: Option<&Path>) -> Result<std::path::PathBuf> {
     if let Some(p) = explicit {
-        if !p.is_file() {
+        // Anything that exists is read (with a limit): a device, a pipe, a file.
+        if !p.exists() {
             return Err(Error::new(
                 ErrorKind::MissingFirmware,
                 format!("--firmware {}: no such file", p.display()),
@@ -437,40 +600,70 @@ pub fn find_firmware(board: &Board, explicit: Option<&Path>) -> Result<std::path
         }
         return Ok(p.to_path_buf());
     }
+    let mut candidates: Vec<std::path::PathBuf> = vec![];
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        candidates.push(dir.join("resq-fw"));
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        candidates.extend(
+            std::env::split_paths(&path)
+                .filter(|d| !d.as_os_str().is_empty())
+                .map(|d| d.join("resq-fw")),
+        );
+    }
     let mut dirs = vec![];
     if let Some(d) = std::env::var_os("CARGO_TARGET_DIR") {
         dirs.push(std::path::PathBuf::from(d));
     }
     dirs.push("target".into());
-    // The workspace this resq was built from.
+    // The checkout this resq was built from.
     dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    let candidates: Vec<_> = dirs
-        .iter()
-        .flat_map(|d| board.firmware_candidates(d))
-        .collect();
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::MissingFirmware,
-                format!(
-                    "no resq-fw built for board `{}` ({}): looked for {}",
-                    board.name,
-                    board.target,
-                    candidates[..candidates.len().min(2)]
-                        .iter()
-                        .map(|p| p.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(" and ")
-                ),
-            )
-            .help(format!(
-                "build it with `{}` in the resq checkout, or pass --firmware PATH",
-                board.build_command()
-            ))
-        })
+    candidates.extend(dirs.iter().flat_map(|d| board.firmware_candidates(d)));
+    let mut looked: Vec<String> = vec![];
+    for p in &candidates {
+        let shown = p.display().to_string();
+        if looked
+            .iter()
+            .any(|l| l.split(' ').next() == Some(shown.as_str()))
+        {
+            continue;
+        }
+        if !p.is_file() {
+            looked.push(shown);
+            continue;
+        }
+        match firmware_machine(p) {
+            Some(m) if elf_machine(board.arch()).is_some_and(|want| want != m) => {
+                looked.push(format!("{shown} (a {} program)", machine_name(m)))
+            }
+            Some(_) => return Ok(p.clone()),
+            None => looked.push(format!("{shown} (not a Linux program)")),
+        }
+    }
+    Err(Error::new(
+        ErrorKind::MissingFirmware,
+        format!(
+            "no resq-fw for board `{}` ({}); looked beside resq, on PATH and in cargo's build output:\n  {}",
+            board.name,
+            board.target,
+            looked.join("\n  ")
+        ),
+    )
+    .help(format!(
+        "build it with `{}` in the resq checkout (or `cargo install --path firmware/resq-fw` for this machine), or pass --firmware PATH",
+        board.build_command()
+    )))
+}
+
+/// The ELF machine of a program file (`None`: not an ELF file).
+fn firmware_machine(path: &Path) -> Option<u16> {
+    let mut head = [0u8; 20];
+    let mut f = std::fs::File::open(path).ok()?;
+    let n = read_up_to(&mut f, &mut head).ok()?;
+    (n == 20 && &head[..4] == b"\x7fELF").then(|| u16::from_le_bytes([head[18], head[19]]))
 }
 
 /// Writes through a temporary file and a rename, so a crash never leaves half a bundle.
@@ -546,6 +739,16 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let doy = (153 * mp + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
+}
+
+/// Whether `id` can name a release folder: one path component of safe characters.
+pub fn is_release_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 #[cfg(test)]

@@ -427,6 +427,15 @@ impl Device for Local {
         if let Some(d) = unit.parent() {
             fs::create_dir_all(d).map_err(|e| io_error("cannot create", d, &e))?;
         }
+        // The profile's [install] bin and model, linked to the current release (absolute
+        // links, right once the card boots), then the unit that runs them.
+        let mut warnings = vec![];
+        for (path, to) in board.install_links("/opt/resq") {
+            let link = self.prefix.join(path.trim_start_matches('/'));
+            if let Some(w) = replace_link(&link, Path::new(&to))? {
+                warnings.push(w);
+            }
+        }
         crate::bundle::write_atomic(&unit, board.unit("/opt/resq").as_bytes())?;
         // What `systemctl enable` would make: an absolute link, right once the card boots.
         let unit_dir = Path::new(&board.unit_path)
@@ -444,7 +453,6 @@ impl Device for Local {
             .map_err(|e| io_error("cannot create", &tmp, &e))?;
         fs::rename(&tmp, &link).map_err(|e| io_error("cannot create", &link, &e))?;
         sync_dir(&wants)?;
-        let mut warnings = vec![];
         let passwd = fs::read_to_string(self.prefix.join("etc/passwd")).unwrap_or_default();
         if !passwd
             .lines()
@@ -469,4 +477,35 @@ impl Device for Local {
     fn restart_service(&mut self, _board: &Board) -> Result<(Option<String>, Vec<String>)> {
         Ok((None, vec![]))
     }
+}
+
+/// Makes `link` a symbolic link to `to` with one rename; a file that was there is replaced
+/// (and said so), a folder is refused.
+fn replace_link(link: &Path, to: &Path) -> Result<Option<String>> {
+    let old = fs::symlink_metadata(link).ok();
+    if old.as_ref().is_some_and(|m| m.is_dir()) {
+        return Err(Error::new(
+            ErrorKind::Device,
+            format!("{} is a folder, not the file the unit runs", link.display()),
+        )
+        .help("fix [install] in the board profile, or move that folder away"));
+    }
+    let dir = link.parent().unwrap_or(Path::new("/"));
+    fs::create_dir_all(dir).map_err(|e| io_error("cannot create", dir, &e))?;
+    let name = link
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.resq-new"));
+    let _ = fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(to, &tmp).map_err(|e| io_error("cannot create", &tmp, &e))?;
+    fs::rename(&tmp, link).map_err(|e| io_error("cannot create", link, &e))?;
+    sync_dir(dir)?;
+    Ok(old.filter(|m| !m.file_type().is_symlink()).map(|_| {
+        format!(
+            "{} was a file; it is now a link to {} (the current release)",
+            link.display(),
+            to.display()
+        )
+    }))
 }

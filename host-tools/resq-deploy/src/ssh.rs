@@ -682,7 +682,12 @@ impl Device for Ssh {
         let unit = board.unit(&self.root);
         let out = self.script_with(
             "service",
-            &[board.unit_path.clone(), board.user.clone()],
+            &[
+                board.unit_path.clone(),
+                board.user.clone(),
+                board.bin_path.clone(),
+                board.model_path.clone(),
+            ],
             unit.as_bytes(),
             None,
             &mut |_| {},

@@ -1,7 +1,5 @@
 //! Activation ranges from real images, observed on tract's float model.
 
-use std::path::PathBuf;
-
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use tract_onnx::prelude::*;
@@ -70,13 +68,14 @@ impl Observer {
 
 const BINS: usize = 2048;
 
-/// Runs the calibration images through the float model and returns a `(lo, hi)` range per
-/// IR tensor. Images are processed in the given (sorted) order, so results are deterministic.
+/// Runs the calibration images (their preprocessed pixels, see [`Preprocess::load_pixels`])
+/// through the float model and returns a `(lo, hi)` range per IR tensor. Images are processed
+/// in the given (sorted) order, so results are deterministic.
 pub fn calibrate(
     source: &Source,
     graph: &Graph,
     pre: &Preprocess,
-    images: &[PathBuf],
+    images: &[Vec<u8>],
     method: Method,
     progress: bool,
 ) -> Result<Vec<(f32, f32)>> {
@@ -100,10 +99,7 @@ pub fn calibrate(
     } else {
         ProgressBar::hidden()
     };
-    let inputs: Vec<Tensor> = images
-        .iter()
-        .map(|p| Ok(pre.float_input(&pre.load_pixels(p)?)))
-        .collect::<Result<_>>()?;
+    let inputs: Vec<Tensor> = images.iter().map(|px| pre.float_input(px)).collect();
 
     let mut ranges = vec![(f32::INFINITY, f32::NEG_INFINITY); n];
     for input in &inputs {

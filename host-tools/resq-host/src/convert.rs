@@ -44,6 +44,9 @@ pub struct ConvertOptions {
     /// `--auto-fallback`: keep layers at int16 while some layer's SQNR against tract f32 is
     /// below this many dB.
     pub auto_fallback: Option<f64>,
+    /// Warn when fewer calibration images than this were usable ([`MIN_CALIB_IMAGES`] unless
+    /// the caller knows its set is small on purpose, as the demo's six photos).
+    pub warn_below_images: usize,
 }
 
 impl ConvertOptions {
@@ -65,6 +68,7 @@ impl ConvertOptions {
             progress: false,
             keep_int16: Vec::new(),
             auto_fallback: None,
+            warn_below_images: MIN_CALIB_IMAGES,
         }
     }
 }
@@ -252,7 +256,8 @@ pub fn convert(opts: &ConvertOptions) -> Result<Converted> {
         mean: opts.mean,
         std: opts.std,
     };
-    let warnings = normalisation_warnings(opts, &pre, graph.tensors[graph.input].qparams.is_none());
+    let mut warnings =
+        normalisation_warnings(opts, &pre, graph.tensors[graph.input].qparams.is_none());
     let labels = match &opts.labels {
         Some(p) => read_labels(p, graph.tensors[graph.output].elems())?,
         None => vec![],
@@ -283,14 +288,15 @@ pub fn convert(opts: &ConvertOptions) -> Result<Converted> {
         .collect();
     let ranges = match &opts.calib {
         Some(calib) => {
-            let images = list_images(calib)?;
+            let (images, pixels) =
+                calibration_set(calib, &pre, opts.warn_below_images, &mut warnings)?;
             calib_images = images.clone();
             info.calib_digest = digest_files(calib, &images)?;
             info.calib_images = images.len() as u32;
             info.method = opts.method.name().into();
             info.method_param = opts.method.param();
-            info.self_test_pixels = pre.load_pixels(&images[0])?;
-            calibrate(&source, &graph, &pre, &images, opts.method, opts.progress)?
+            info.self_test_pixels = pixels[0].clone();
+            calibrate(&source, &graph, &pre, &pixels, opts.method, opts.progress)?
         }
         None if unquantized.is_empty() => vec![(0.0, 0.0); graph.tensors.len()],
         None => bail!(
@@ -459,10 +465,60 @@ fn test_pattern(p: &Preprocess) -> Vec<u8> {
         .collect()
 }
 
+/// Below this many calibration images convert warns: activation ranges from a handful of
+/// images miss the tails the board will see (TensorRT and onnxruntime suggest hundreds).
+pub const MIN_CALIB_IMAGES: usize = 50;
+
+/// The calibration images under `dir` and their preprocessed pixels. Damaged or unreadable
+/// images (a truncated JPEG, a PNG with a bad CRC) are left out and counted in a warning;
+/// none usable is an error, fewer than `warn_below` a warning.
+fn calibration_set(
+    dir: &Path,
+    pre: &Preprocess,
+    warn_below: usize,
+    warnings: &mut Vec<String>,
+) -> Result<(Vec<PathBuf>, Vec<Vec<u8>>)> {
+    let mut images = Vec::new();
+    let mut pixels = Vec::new();
+    let mut skipped = Vec::new();
+    for path in list_images(dir)? {
+        match pre.load_pixels(&path) {
+            Ok(px) => {
+                images.push(path);
+                pixels.push(px);
+            }
+            Err(e) => skipped.push(format!("{e:#}")),
+        }
+    }
+    if !skipped.is_empty() {
+        warnings.push(format!(
+            "left out {} damaged or unreadable calibration image(s): {}{}",
+            skipped.len(),
+            skipped[..skipped.len().min(3)].join("; "),
+            if skipped.len() > 3 { "; …" } else { "" }
+        ));
+    }
+    if images.is_empty() {
+        return Err(resq_io::bad_input(format!(
+            "no usable calibration image in {} ({} damaged or unreadable)",
+            dir.display(),
+            skipped.len()
+        )));
+    }
+    if images.len() < warn_below {
+        warnings.push(format!(
+            "calibrating on {} image(s) from {}: activation ranges from so few miss what the \
+             board will see; use 100–500 images like the board's",
+            images.len(),
+            dir.display()
+        ));
+    }
+    Ok((images, pixels))
+}
+
 /// Reads class names, one per line, and checks there is one per class.
 pub fn read_labels(path: &Path, classes: usize) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read labels {}", path.display()))?;
+    let text = resq_io::read_text(path, "labels file")?;
     let labels: Vec<String> = text
         .lines()
         .map(|l| l.trim().to_string())

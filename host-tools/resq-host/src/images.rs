@@ -42,8 +42,7 @@ impl Preprocess {
     /// the recipe and centre-cropped to the input (as torchvision's `Resize` + `CenterCrop`, or
     /// squashed as Keras).
     pub fn load_pixels(&self, path: &Path) -> Result<Vec<u8>> {
-        let img =
-            image::open(path).with_context(|| format!("cannot read image {}", path.display()))?;
+        let img = image::DynamicImage::ImageRgb8(resq_io::read_image(path)?);
         self.try_pixels(&img)
             .with_context(|| format!("cannot preprocess image {}", path.display()))
     }
@@ -144,29 +143,56 @@ fn is_image(path: &Path) -> bool {
         .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
 }
 
-/// Every PNG / JPEG file under `dir` (recursively), sorted by path, so runs are deterministic.
+/// Every PNG / JPEG file under `dir` (recursively, following symbolic links), sorted by
+/// path, so runs are deterministic. Each folder is entered once and each file counted once
+/// however many links lead to it (a link back to a parent would otherwise repeat the tree
+/// until the path is too long).
 pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-        let entries = std::fs::read_dir(dir)
+    use std::collections::HashSet;
+    fn walk(
+        dir: &Path,
+        out: &mut Vec<PathBuf>,
+        seen_dirs: &mut HashSet<PathBuf>,
+        seen_files: &mut HashSet<PathBuf>,
+    ) -> Result<()> {
+        let real = std::fs::canonicalize(dir)
             .with_context(|| format!("cannot read folder {}", dir.display()))?;
-        for entry in entries {
-            let path = entry?.path();
+        if !seen_dirs.insert(real) {
+            return Ok(());
+        }
+        let mut entries = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read folder {}", dir.display()))?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<std::io::Result<Vec<_>>>()
+            .with_context(|| format!("cannot read folder {}", dir.display()))?;
+        entries.sort();
+        for path in entries {
             if path.is_dir() {
-                walk(&path, out)?;
+                walk(&path, out, seen_dirs, seen_files)?;
             } else if is_image(&path) {
-                out.push(path);
+                // A dangling link has no canonical path: keep it, loading names it.
+                let real = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+                if seen_files.insert(real) {
+                    out.push(path);
+                }
             }
         }
         Ok(())
     }
     let mut out = Vec::new();
-    walk(dir, &mut out)?;
+    walk(dir, &mut out, &mut HashSet::new(), &mut HashSet::new()).map_err(|e| {
+        if dir.exists() {
+            e
+        } else {
+            resq_io::bad_input(format!("image folder {} does not exist", dir.display()))
+        }
+    })?;
     out.sort();
     if out.is_empty() {
-        bail!(
+        return Err(resq_io::bad_input(format!(
             "no PNG or JPEG images in {}; point to a folder of images",
             dir.display()
-        );
+        )));
     }
     Ok(out)
 }
@@ -176,7 +202,7 @@ pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
 pub fn digest_files(root: &Path, files: &[PathBuf]) -> Result<[u8; 32]> {
     let mut h = Sha256::new();
     for f in files {
-        let bytes = std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?;
+        let bytes = resq_io::read_limited(f, resq_io::MAX_IMAGE_FILE_BYTES, "image")?;
         let rel = f.strip_prefix(root).unwrap_or(f);
         h.update(rel.to_string_lossy().as_bytes());
         h.update((bytes.len() as u64).to_le_bytes());
@@ -187,7 +213,7 @@ pub fn digest_files(root: &Path, files: &[PathBuf]) -> Result<[u8; 32]> {
 
 /// SHA-256 of a file.
 pub fn sha256_file(path: &Path) -> Result<[u8; 32]> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = resq_io::read_limited(path, resq_io::MAX_ONNX_BYTES, "file")?;
     Ok(Sha256::digest(&bytes).into())
 }
 
@@ -235,8 +261,7 @@ pub fn labelled_dataset_for(dir: &Path, csv: Option<&Path>, labels: &[&str]) -> 
 }
 
 fn read_label_csv(dir: &Path, csv: &Path) -> Result<Vec<Sample>> {
-    let text = std::fs::read_to_string(csv)
-        .with_context(|| format!("cannot read labels {}", csv.display()))?;
+    let text = resq_io::read_text(csv, "ground-truth CSV")?;
     let mut lines = text
         .lines()
         .enumerate()
@@ -244,11 +269,11 @@ fn read_label_csv(dir: &Path, csv: &Path) -> Result<Vec<Sample>> {
     let (_, header) = lines
         .next()
         .with_context(|| format!("{} is empty; it needs a header line", csv.display()))?;
-    let cols: Vec<&str> = header.split(',').map(str::trim).collect();
+    let cols = csv_fields(header);
     // `file` is the documented name; the aliases cover common dataset exports (e.g. MLPerf Tiny's `png`).
     let col = |names: &[&str]| {
         cols.iter()
-            .position(|c| names.contains(c))
+            .position(|c| names.contains(&c.as_str()))
             .with_context(|| {
                 format!(
                     "{}: the header has no `{}` column (found: {}); it needs `file` and `label`",
@@ -262,11 +287,11 @@ fn read_label_csv(dir: &Path, csv: &Path) -> Result<Vec<Sample>> {
     let label_col = col(&["label"])?;
     let mut out = Vec::new();
     for (i, line) in lines {
-        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        let fields = csv_fields(line);
         let get = |c: usize| {
             fields
                 .get(c)
-                .copied()
+                .map(String::as_str)
                 .with_context(|| format!("{} line {}: too few columns", csv.display(), i + 1))
         };
         let label = get(label_col)?.parse().with_context(|| {
@@ -292,6 +317,28 @@ fn read_label_csv(dir: &Path, csv: &Path) -> Result<Vec<Sample>> {
         bail!("{} lists no images", csv.display());
     }
     Ok(out)
+}
+
+/// The fields of one CSV line (RFC 4180: fields may be quoted, `""` is a quote inside quotes),
+/// trimmed. Spreadsheets and pandas quote headers and paths with commas.
+fn csv_fields(line: &str) -> Vec<String> {
+    let mut fields = vec![];
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(ch) = chars.next() {
+        match ch {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => fields.push(std::mem::take(&mut field).trim().to_string()),
+            _ => field.push(ch),
+        }
+    }
+    fields.push(field.trim().to_string());
+    fields
 }
 
 fn read_image_folder(dir: &Path, labels: &[&str]) -> Result<Dataset> {

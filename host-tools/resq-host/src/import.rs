@@ -43,6 +43,19 @@ pub struct Source {
 
 /// Loads an ONNX file, fixing the batch to 1.
 pub fn load(path: &Path, layout: resq_format::Layout) -> Result<Source> {
+    // tract 0.23 panics on some malformed graphs where it should return an error (an empty
+    // Conv `strides`, Pad sizes that overflow, a Squeeze axis past the rank: see
+    // fuzz/regressions/onnx_import): those become an error about the file.
+    resq_io::contain_panic(|| load_unguarded(path, layout)).unwrap_or_else(|p| {
+        Err(resq_io::bad_input(format!(
+            "{}: tract failed on the graph ({p}); the model is malformed: check it with \
+             onnx.checker / onnxruntime, or re-export it",
+            path.display()
+        )))
+    })
+}
+
+fn load_unguarded(path: &Path, layout: resq_format::Layout) -> Result<Source> {
     // value_info and output shapes are only hints, and exporters get them wrong: onnxruntime's
     // quantize_static pins the batch to 1 in value_info while the input says `N`, which tract
     // refuses to unify. The input's shape (fixed below) determines every other shape anyway.
@@ -214,6 +227,33 @@ fn dequantized_weight_steps(
 
 /// The ONNX protobuf of `path`, with a clear error for files that are not ONNX.
 fn read_proto(onnx: &tract_onnx::Onnx, path: &Path) -> Result<tract_onnx::pb::ModelProto> {
+    // Bounded before tract reads it: a device (/dev/zero) or a sparse multi-GB file is refused
+    // by its length, not by running out of memory.
+    let meta = std::fs::metadata(path).map_err(|e| {
+        resq_io::bad_input(format!(
+            "cannot open ONNX model {}: {}",
+            path.display(),
+            if e.kind() == std::io::ErrorKind::NotFound {
+                "no such file".to_string()
+            } else {
+                e.to_string()
+            }
+        ))
+    })?;
+    if !meta.is_file() {
+        return Err(resq_io::bad_input(format!(
+            "{} is not a regular file; pass an .onnx model file",
+            path.display()
+        )));
+    }
+    if meta.len() > resq_io::MAX_ONNX_BYTES {
+        return Err(resq_io::bad_input(format!(
+            "{} is {} bytes, over resq's {} MiB limit for an ONNX file (protobuf's own limit)",
+            path.display(),
+            meta.len(),
+            resq_io::MAX_ONNX_BYTES >> 20
+        )));
+    }
     let mut head = [0u8; 8];
     let n = std::fs::File::open(path)
         .and_then(|mut f| std::io::Read::read(&mut f, &mut head))

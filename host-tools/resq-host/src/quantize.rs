@@ -603,19 +603,83 @@ fn quantize_op(
     })
 }
 
-/// Checks a graph's shapes fit the format's limits before quantizing (clear errors early).
+/// The `.resq` format's limits (resq-format's constants, which the firmware checks when it
+/// reads a file), checked on the imported graph so a model beyond them is refused here, naming
+/// the layer and the limit, before calibration allocates anything of that size.
 pub fn check_limits(graph: &Graph) -> Result<()> {
-    for tensor in &graph.tensors {
-        if tensor
-            .shape
-            .iter()
-            .any(|&d| d == 0 || d > fmt::MAX_DIM as usize)
-        {
-            bail!(
-                "tensor `{}` has shape {:?}; resq supports dimensions 1..=65536",
-                tensor.name,
-                tensor.shape
+    use resq_format::{
+        MAX_DIM, MAX_DOT_LEN, MAX_KERNEL, MAX_POOL_AREA, MAX_STRIDE, MAX_TENSOR_ELEMS,
+    };
+    for t in &graph.tensors {
+        let elems = t.shape.iter().map(|&d| d as u64).product::<u64>();
+        ensure!(
+            t.shape.iter().all(|&d| d > 0 && d as u64 <= MAX_DIM as u64) && elems <= MAX_TENSOR_ELEMS,
+            "tensor `{}` has shape {:?} (H, W, C: {elems} values); resq's limit is {MAX_TENSOR_ELEMS} \
+             values and {MAX_DIM} per side: export the model at a smaller input size",
+            t.name,
+            t.shape
+        );
+    }
+    for l in &graph.layers {
+        let window = |what: &str, kernel: [usize; 2], stride: [usize; 2], pad: [usize; 4]| {
+            ensure!(
+                kernel.iter().all(|&k| k <= MAX_KERNEL as usize),
+                "layer `{}`: {what} kernel {}×{} is over resq's limit of {MAX_KERNEL}×{MAX_KERNEL}",
+                l.name,
+                kernel[0],
+                kernel[1]
             );
+            ensure!(
+                stride.iter().all(|&s| s <= MAX_STRIDE as usize),
+                "layer `{}`: {what} stride {:?} is over resq's limit of {MAX_STRIDE}",
+                l.name,
+                stride
+            );
+            ensure!(
+                pad.iter().all(|&p| p <= MAX_KERNEL as usize),
+                "layer `{}`: {what} padding {:?} is over resq's limit of {MAX_KERNEL}",
+                l.name,
+                pad
+            );
+            Ok(())
+        };
+        match &l.op {
+            Op::Conv(c) => {
+                window("convolution", c.kernel, c.stride, c.pad)?;
+                let cin = graph.tensors[c.input].shape[2] / c.groups.max(1);
+                let dot = (cin * c.kernel[0] * c.kernel[1]) as u64;
+                ensure!(
+                    dot <= MAX_DOT_LEN as u64,
+                    "layer `{}`: each output sums {dot} products (kernel {}×{} × {cin} input \
+                     channels per group), over resq's limit of {MAX_DOT_LEN}",
+                    l.name,
+                    c.kernel[0],
+                    c.kernel[1]
+                );
+            }
+            Op::MaxPool {
+                kernel,
+                stride,
+                pad,
+                ..
+            } => window("max pool", *kernel, *stride, *pad)?,
+            Op::AvgPool {
+                kernel,
+                stride,
+                pad,
+                ..
+            } => {
+                window("average pool", *kernel, *stride, *pad)?;
+                ensure!(
+                    (kernel[0] * kernel[1]) as u64 <= MAX_POOL_AREA as u64,
+                    "layer `{}`: average pool over {}×{} cells, over resq's limit of {MAX_POOL_AREA} \
+                     (a global pool of a map this large: export at a smaller input size)",
+                    l.name,
+                    kernel[0],
+                    kernel[1]
+                );
+            }
+            _ => {}
         }
     }
     Ok(())

@@ -193,6 +193,8 @@ fn convert_with(onnx: &Path, edit: impl FnOnce(&mut ConvertOptions)) -> anyhow::
         mean: [123.675, 116.28, 103.53],
         std: [58.395, 57.12, 57.375],
         mean_std_given: true,
+        // The six photos: these tests are about other warnings.
+        warn_below_images: 0,
         ..ConvertOptions::new(onnx)
     };
     edit(&mut o);

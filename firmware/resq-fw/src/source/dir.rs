@@ -95,11 +95,25 @@ pub struct DirSource {
 }
 
 impl DirSource {
-    /// Lists the folder. A missing folder is `Lost` (it may appear: a mounted card, a camera
-    /// that writes stills); a folder without images is `Fatal`.
+    /// Lists the folder. A folder that does not exist is `Missing` (a wrong path at start-up;
+    /// once it was read, it may come back: a card mounted again, a camera that writes stills);
+    /// a file instead of a folder, or a folder without images, is `Fatal`.
     pub fn open(spec: &DirSpec) -> Result<DirSource, SourceError> {
+        let p = spec.path.display();
+        if spec.path.is_file() {
+            return Err(SourceError::Fatal(format!(
+                "{p} is a file, not a folder; pass --camera dir:FOLDER of PNG / JPEG images, \
+                 or classify the file with `resq-fw classify`"
+            )));
+        }
         let files = list(&spec.path).map_err(|e| {
-            SourceError::Lost(format!("cannot read folder {}: {e}", spec.path.display()))
+            if e.kind() == std::io::ErrorKind::NotFound {
+                SourceError::Missing(format!(
+                    "folder {p} does not exist; pass --camera dir:FOLDER of PNG / JPEG images"
+                ))
+            } else {
+                SourceError::Lost(format!("cannot read folder {p}: {e}"))
+            }
         })?;
         if files.is_empty() {
             return Err(SourceError::Fatal(format!(
@@ -170,11 +184,12 @@ impl FrameSource for DirSource {
         }
         let path = self.files[self.next].clone();
         self.next += 1;
-        let img = match image::open(&path) {
-            Ok(img) => img.to_rgb8(),
+        // Size limits before the pixels are allocated; damaged files (a truncated JPEG) refused.
+        let img = match resq_io::read_image(&path) {
+            Ok(img) => img,
             Err(e) => {
                 return Err(if self.spec.path.is_dir() {
-                    SourceError::BadFrame(format!("skipping {}: {e}", path.display()))
+                    SourceError::BadFrame(format!("skipping {e:#}"))
                 } else {
                     SourceError::Lost(format!("folder {} is gone", self.spec.path.display()))
                 })

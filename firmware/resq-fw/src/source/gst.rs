@@ -19,7 +19,7 @@ use gstreamer_video::prelude::*;
 use resq_preprocess::{PixelFormat, YuvRange};
 
 use super::{FrameSource, Read, SourceError};
-use crate::frame::FrameBuf;
+use crate::frame::{check_size, FrameBuf};
 
 /// Caps of the appended appsink: raw formats in order of preference, then JPEG.
 pub const SINK_CAPS: &str = "video/x-raw,format=(string){YUY2,NV12,I420,UYVY,NV21,RGB,BGR,RGBx,BGRx,RGBA,BGRA,GRAY8}; image/jpeg";
@@ -91,9 +91,17 @@ impl GstSource {
 
     /// A video file, decoded by whatever decoders GStreamer has (`decodebin`).
     pub fn open_file(path: &Path) -> Result<GstSource, SourceError> {
-        if !path.is_file() {
+        if path.is_dir() {
             return Err(SourceError::Fatal(format!(
-                "video file {} does not exist",
+                "{} is a folder, not a video file; pass --camera dir:{} for its images",
+                path.display(),
+                path.display()
+            )));
+        }
+        if !path.is_file() {
+            return Err(SourceError::Missing(format!(
+                "video file {} does not exist; pass --camera file:PATH of a video file \
+                 (or gst:PIPELINE, v4l2:/dev/videoN, dir:FOLDER)",
                 path.display()
             )));
         }
@@ -124,9 +132,20 @@ impl GstSource {
         let caps = sample.caps().ok_or_else(|| bad("no caps".into()))?;
         let buffer = sample.buffer().ok_or_else(|| bad("no buffer".into()))?;
         let s = caps.structure(0).ok_or_else(|| bad("empty caps".into()))?;
+        // The caps' size sizes the copy: a size over the limits ends the run, as every frame
+        // would have it.
+        let dim = |k| s.get::<i32>(k).unwrap_or(0).max(0) as usize;
+        if let Err(why) = check_size(dim("width").max(1), dim("height").max(1)) {
+            return Err(SourceError::Fatal(format!(
+                "GStreamer pipeline `{}` delivers {}×{} frames: {why}; scale them down in the \
+                 pipeline (… ! videoscale ! video/x-raw,width=640,height=480)",
+                self.description,
+                dim("width"),
+                dim("height")
+            )));
+        }
         if s.name() == "image/jpeg" {
             let map = buffer.map_readable().map_err(|e| bad(e.to_string()))?;
-            let dim = |k| s.get::<i32>(k).unwrap_or(0).max(0) as usize;
             frame.set_jpeg(dim("width"), dim("height"), &map);
             self.caps = format!("{}×{} JPEG", dim("width"), dim("height"));
         } else {

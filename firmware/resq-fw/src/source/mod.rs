@@ -39,14 +39,20 @@ pub enum SourceError {
     BadFrame(String),
     /// The URI or the device cannot work as given; retrying will not help.
     Fatal(String),
+    /// The device, folder or file does not exist. When the source has never opened, the
+    /// command line names something that is not there: the run ends at start-up, saying what
+    /// to pass instead. Once it has opened, it went away (an unplugged camera, an unmounted
+    /// card): the service waits for it like [`SourceError::Lost`].
+    Missing(String),
 }
 
 impl std::fmt::Display for SourceError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SourceError::Lost(m) | SourceError::BadFrame(m) | SourceError::Fatal(m) => {
-                f.write_str(m)
-            }
+            SourceError::Lost(m)
+            | SourceError::BadFrame(m)
+            | SourceError::Fatal(m)
+            | SourceError::Missing(m) => f.write_str(m),
         }
     }
 }

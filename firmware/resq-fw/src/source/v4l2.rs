@@ -11,7 +11,7 @@ use v4l::video::Capture;
 use v4l::{Device, Format, FourCC};
 
 use super::{option_value, query, FrameSource, Read, SourceError};
-use crate::frame::{Encoding, FrameBuf};
+use crate::frame::{check_size, Encoding, FrameBuf};
 
 /// Pixel formats read from V4L2, by FourCC, in order of preference when none is asked for:
 /// uncompressed first (no decode), then MJPEG.
@@ -62,8 +62,20 @@ impl V4l2Spec {
         };
         for (k, v) in opts {
             match k {
-                "width" => spec.width = Some(option_value("v4l2:", k, v, "a number of pixels")?),
-                "height" => spec.height = Some(option_value("v4l2:", k, v, "a number of pixels")?),
+                "width" | "height" => {
+                    let n: u32 = option_value("v4l2:", k, v, "a number of pixels")?;
+                    if n == 0 || n > resq_io::MAX_IMAGE_SIDE {
+                        return Err(SourceError::Fatal(format!(
+                            "v4l2: `{k}={v}` is out of range: use 1..={} pixels",
+                            resq_io::MAX_IMAGE_SIDE
+                        )));
+                    }
+                    if k == "width" {
+                        spec.width = Some(n);
+                    } else {
+                        spec.height = Some(n);
+                    }
+                }
                 _ => {
                     let f = v.to_ascii_uppercase();
                     if encoding_of(&f).is_none() {
@@ -105,14 +117,24 @@ fn fourcc_str(f: FourCC) -> String {
 }
 
 impl V4l2Source {
-    /// Opens and configures the device. A missing device is `Lost` (a USB camera may be plugged
-    /// in later); a device that cannot deliver a usable format is `Fatal`.
+    /// Opens and configures the device. A device node that does not exist is `Missing` (a
+    /// wrong path at start-up; an unplugged camera once it has streamed), one that exists but
+    /// does not open is `Lost` (busy, or not yet accessible); a device that cannot deliver a
+    /// usable format is `Fatal`.
     pub fn open(spec: &V4l2Spec) -> Result<V4l2Source, SourceError> {
         let path = &spec.path;
         let lost =
             |what: &str, e: std::io::Error| SourceError::Lost(format!("{path}: {what}: {e}"));
         let device = Device::with_path(path).map_err(|e| {
-            SourceError::Lost(format!("cannot open camera {path}: {e} (is it plugged in, and is the user in the `video` group?)"))
+            if e.kind() == std::io::ErrorKind::NotFound {
+                SourceError::Missing(format!(
+                    "camera {path} does not exist; pass --camera v4l2:/dev/videoN of a connected \
+                     camera ({}; `v4l2-ctl --list-devices` names them)",
+                    video_nodes()
+                ))
+            } else {
+                SourceError::Lost(format!("cannot open camera {path}: {e} (is it plugged in, and is the user in the `video` group?)"))
+            }
         })?;
         let caps = device
             .query_caps()
@@ -179,6 +201,13 @@ impl V4l2Source {
         let encoding = encoding_of(&got_fourcc).ok_or_else(|| {
             SourceError::Fatal(format!("{path} switched to {got_fourcc}, which resq-fw does not read; ask for another ?format="))
         })?;
+        // The driver's word sizes the frame buffers: a size over the limits is refused first.
+        check_size(got.width as usize, got.height as usize).map_err(|why| {
+            SourceError::Fatal(format!(
+                "{path} ({}) announces {}×{} frames: {why}; ask for a smaller ?width=&height=",
+                caps.card, got.width, got.height
+            ))
+        })?;
         let mut stream = v4l::io::mmap::Stream::with_buffers(&device, Type::VideoCapture, 4)
             .map_err(|e| lost("cannot map capture buffers", e))?;
         // Bounded waits, so a stop request or a silent camera is noticed.
@@ -199,6 +228,24 @@ impl V4l2Source {
 
 /// "Inappropriate ioctl for device": the node is not a V4L2 device.
 const ENOTTY: i32 = 25;
+
+/// The `/dev/video*` nodes of this machine, for messages.
+fn video_nodes() -> String {
+    let mut nodes: Vec<String> = std::fs::read_dir("/dev")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("video"))
+        .map(|n| format!("/dev/{n}"))
+        .collect();
+    nodes.sort();
+    if nodes.is_empty() {
+        "this machine has no /dev/video* device".into()
+    } else {
+        format!("this machine has {}", nodes.join(", "))
+    }
+}
 
 fn fourcc_bytes(s: &str) -> [u8; 4] {
     let mut b = [b' '; 4];
@@ -284,7 +331,13 @@ mod tests {
         }
         let spec = V4l2Spec::parse("/dev/video-resq-missing").unwrap();
         assert!(
-            matches!(V4l2Source::open(&spec), Err(SourceError::Lost(m)) if m.contains("is it plugged in"))
+            matches!(V4l2Source::open(&spec), Err(SourceError::Missing(m))
+                if m.contains("camera /dev/video-resq-missing does not exist; pass --camera v4l2:/dev/videoN")),
+        );
+        let e = V4l2Spec::parse("/dev/video0?width=100000").unwrap_err();
+        assert!(
+            e.to_string().contains("`width=100000` is out of range"),
+            "{e}"
         );
     }
 }

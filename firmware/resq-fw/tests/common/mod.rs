@@ -23,6 +23,11 @@ pub const COLOURS: [&str; 3] = ["red", "green", "blue"];
 /// A real `.resq` file: an 8×8 RGB input, global average pooling, softmax over the three
 /// channel means ×4 — so a frame's label is its dominant colour. Small enough for qemu.
 pub fn colour_model() -> Vec<u8> {
+    colour_model_with(true)
+}
+
+/// [`colour_model`], ending in a softmax or not (then its outputs are logits).
+pub fn colour_model_with(softmax: bool) -> Vec<u8> {
     let n = 8u32;
     let mut data = DataSection::new();
     // pixel p → q = p − 128 at scale 1/128: x = (p − 128) / 128.
@@ -78,10 +83,7 @@ pub fn colour_model() -> Vec<u8> {
             std: [128.0; 3],
             lut,
         },
-        output: OutputSpec {
-            tensor: 1,
-            softmax: true,
-        },
+        output: OutputSpec { tensor: 1, softmax },
         tensors,
         layers,
         labels: "red\ngreen\nblue",
@@ -114,9 +116,14 @@ pub fn colour_model() -> Vec<u8> {
 
 /// [`colour_model`] written to a temporary file and loaded.
 pub fn colour_model_file() -> (tempfile::TempDir, ModelFile) {
+    colour_model_file_with(true)
+}
+
+/// [`colour_model_with`] written to a temporary file and loaded.
+pub fn colour_model_file_with(softmax: bool) -> (tempfile::TempDir, ModelFile) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("colours.resq");
-    std::fs::write(&path, colour_model()).unwrap();
+    std::fs::write(&path, colour_model_with(softmax)).unwrap();
     let m = ModelFile::load(&path).unwrap();
     (dir, m)
 }

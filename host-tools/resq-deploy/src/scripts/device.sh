@@ -107,6 +107,15 @@ do_selftest() {
 	return $code
 }
 
+# Makes $1 a symbolic link to $2 with one rename (for the service's [install] paths).
+do_link() {
+	if [ -d "$1" ] && [ ! -L "$1" ]; then die service "$1 is a folder, not the file the unit runs"; fi
+	if [ -e "$1" ] && [ ! -L "$1" ]; then
+		echo "resq-warning $1 was a file; it is now a link to $2 (the current release)"
+	fi
+	out=$(mkdir -p "${1%/*}" 2>&1 && rm -f "$1.resq-new" && ln -s "$2" "$1.resq-new" 2>&1 &&
+		mv -f "$1.resq-new" "$1" 2>&1) || die permission "cannot link $1 to $2: $out"
+}
 # Restarts service unit $1 (a path) if it runs, so that it runs what current points at.
 do_restart() {
 	name=${1##*/}
@@ -280,13 +289,16 @@ remove)
 	do_remove "$@"
 	;;
 service)
-	# service UNIT_PATH USER, the unit on stdin: installs it (atomically), enables and
-	# (re)starts it.
+	# service UNIT_PATH USER BIN MODEL, the unit on stdin: links BIN and MODEL (the profile's
+	# [install] paths, which the unit runs) to the current release, installs the unit
+	# (atomically), enables and (re)starts it.
 	unit=$1
 	user=$2
 	name=${unit##*/}
 	command -v systemctl >/dev/null 2>&1 || die service "the device has no systemctl (not a systemd system)"
 	id -u "$user" >/dev/null 2>&1 || die service-user "the service user $user does not exist on the device"
+	do_link "$3" "$R/current/resq-fw"
+	do_link "$4" "$R/current/model.resq"
 	out=$( (cat >"$unit.resq-new") 2>&1) || { rm -f "$unit.resq-new"; die permission "cannot write $unit: $out"; }
 	fsync "$unit.resq-new"
 	mv -f "$unit.resq-new" "$unit" || die permission "cannot install $unit"
