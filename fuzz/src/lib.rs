@@ -12,7 +12,7 @@ pub mod resq_model {
     //! mutations reach the metadata and data validation instead of stopping at `BadCrc`.
     use resq_engine::{AlignedBytes, Engine, EngineOptions, Isa};
     use resq_format::{Model, HEADER_LEN, MAGIC};
-    
+
     const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
     /// Whether the in-place engine must load every file `Model::parse` accepts and give the
@@ -21,7 +21,7 @@ pub mod resq_model {
     /// packs weights that another layer also reads); `Model::parse` refuses overlapping data
     /// since `FormatError::OverlappingData`. Set to `false` to fuzz a tree without that check.
     pub const CHECK_IN_PLACE_OUTPUT: bool = true;
-    
+
     /// Runs one engine on a fixed pixel pattern through the file's input table (and, when
     /// `self_test`, the file's self-test vector first). Returns the pixel run's output bytes.
     fn exercise(engine: &mut Engine, self_test: bool) -> Vec<i8> {
@@ -52,7 +52,10 @@ pub mod resq_model {
         let aligned = AlignedBytes::new(&file);
         let parsed = Model::parse(aligned.as_bytes());
         if std::env::var_os("RESQ_FUZZ_DEBUG").is_some() {
-            eprintln!("resq_model: {:?}", parsed.as_ref().map(|m| m.meta.layers.len()));
+            eprintln!(
+                "resq_model: {:?}",
+                parsed.as_ref().map(|m| m.meta.layers.len())
+            );
         }
         let Ok(model) = parsed else {
             return;
@@ -63,8 +66,8 @@ pub mod resq_model {
                 threads: 1,
                 isa: Some(isa),
             };
-            let mut engine = Engine::with_options(model.clone(), options)
-                .expect("a supported tier is accepted");
+            let mut engine =
+                Engine::with_options(model.clone(), options).expect("a supported tier is accepted");
             // The self-test runs once, on the first (reference) tier: it is the same `run`.
             let out = exercise(&mut engine, reference.is_none());
             match &reference {
@@ -92,7 +95,10 @@ pub mod resq_model {
         let out = exercise(&mut engine, false);
         if let Some((r, want)) = &reference {
             if CHECK_IN_PLACE_OUTPUT {
-                assert_eq!(&out, want, "in-place packing gives other output bytes than {r:?}");
+                assert_eq!(
+                    &out, want,
+                    "in-place packing gives other output bytes than {r:?}"
+                );
             }
         }
     }
@@ -118,7 +124,7 @@ pub mod image_preprocess {
     use resq_preprocess::{
         channel_count, ChannelOrder, Frame, PixelFormat, Resampler, Resize, ResizeMode, YuvRange,
     };
-    
+
     const FORMATS: [PixelFormat; 10] = [
         PixelFormat::Rgb24,
         PixelFormat::Bgr24,
@@ -131,7 +137,7 @@ pub mod image_preprocess {
         PixelFormat::Nv21,
         PixelFormat::I420,
     ];
-    
+
     struct Recipe {
         path: u8,
         resize: Resize,
@@ -142,7 +148,7 @@ pub mod image_preprocess {
         stride_pad: bool,
         raw: [usize; 2],
     }
-    
+
     fn recipe(h: &[u8; 12]) -> Recipe {
         let u16_at = |i: usize| u16::from_le_bytes([h[i], h[i + 1]]) as u32;
         let out = [1 + (h[1] % 64) as u32, 1 + (h[2] % 64) as u32];
@@ -180,12 +186,14 @@ pub mod image_preprocess {
             raw: [u16_at(8) as usize, u16_at(10) as usize],
         }
     }
-    
+
     /// An input table like a model file's: 256 entries per channel.
     fn lut(c: usize) -> Vec<i8> {
-        (0..256 * c).map(|i| (i as i32 * 7 % 256 - 128) as i8).collect()
+        (0..256 * c)
+            .map(|i| (i as i32 * 7 % 256 - 128) as i8)
+            .collect()
     }
-    
+
     /// Resize + crop + colour (+ table) of a checked frame, both entry points.
     fn resample(frame: &Frame, r: &Recipe) {
         let [ow, oh] = r.out;
@@ -200,7 +208,7 @@ pub mod image_preprocess {
         rs.quantize(frame, r.order, &lut(c), &mut q)
             .expect("a planned resampler takes its frame");
     }
-    
+
     /// The firmware's path: `Preparer` (plans the resampler, decodes MJPEG) into an input buffer.
     fn prepare(buf: &FrameBuf, r: &Recipe) {
         let [ow, oh] = r.out;
@@ -211,7 +219,7 @@ pub mod image_preprocess {
         let mut q = vec![0i8; ow * oh * c];
         let _ = prep.quantize(buf, r.resize, ow, oh, r.order, &lut(c), &mut q);
     }
-    
+
     /// One fuzz input (the `image_preprocess` target's body).
     pub fn run(data: &[u8]) {
         let Some((head, payload)) = data.split_first_chunk::<12>() else {
@@ -241,10 +249,7 @@ pub mod image_preprocess {
                     0
                 };
                 let mut buf = FrameBuf::default();
-                if buf
-                    .set_contiguous(r.format, w, h, stride0, payload)
-                    .is_ok()
-                {
+                if buf.set_contiguous(r.format, w, h, stride0, payload).is_ok() {
                     buf.range = r.range;
                     prepare(&buf, &r);
                 }
@@ -266,9 +271,9 @@ pub mod onnx_import {
     //! under /dev/shm (external-data references resolve against that folder).
     use std::path::PathBuf;
     use std::sync::OnceLock;
-    
+
     use resq_format::Layout;
-    
+
     fn model_path() -> &'static PathBuf {
         static PATH: OnceLock<PathBuf> = OnceLock::new();
         PATH.get_or_init(|| {
@@ -277,12 +282,11 @@ pub mod onnx_import {
             } else {
                 std::env::temp_dir()
             };
-            let dir = base.join(format!("resq-fuzz-onnx-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).expect("create the fuzz folder");
-            dir.join("model.onnx")
+            base.join(format!("resq-fuzz-onnx-{}", std::process::id()))
+                .join("model.onnx")
         })
     }
-    
+
     /// One fuzz input (the `onnx_import` target's body).
     pub fn run(data: &[u8]) {
         // The first byte picks the layout the caller assumes (`--layout`); the rest is the file.
@@ -295,10 +299,14 @@ pub mod onnx_import {
             Layout::Nhwc
         };
         let path = model_path();
+        let dir = path.parent().expect("a folder");
+        std::fs::create_dir_all(dir).expect("create the fuzz folder");
         std::fs::write(path, onnx).expect("write the model file");
         let result = resq_host::import::load(path, layout)
             .and_then(|source| resq_host::import::import(&source, "fuzz").map(|_| ()));
+        // Nothing left behind in /dev/shm (fork mode starts a process per job).
         let _ = std::fs::remove_file(path);
+        let _ = std::fs::remove_dir(dir);
         if std::env::var_os("RESQ_FUZZ_DEBUG").is_some() {
             eprintln!("onnx_import: {:?}", result.map_err(|e| format!("{e:#}")));
         }
@@ -315,10 +323,10 @@ pub mod bundle_reader {
     //! `read_tar` takes a path, so each input is written to a file under /dev/shm.
     use std::path::PathBuf;
     use std::sync::OnceLock;
-    
+
     use resq_deploy::bundle::{content_hash, id_content, Bundle, Manifest, PAYLOAD};
     use resq_deploy::Board;
-    
+
     fn bundle_path() -> &'static PathBuf {
         static PATH: OnceLock<PathBuf> = OnceLock::new();
         PATH.get_or_init(|| {
@@ -330,12 +338,12 @@ pub mod bundle_reader {
             base.join(format!("resq-fuzz-bundle-{}.tar", std::process::id()))
         })
     }
-    
+
     fn use_manifest(m: &Manifest) {
         let _ = id_content(&m.id);
         let _ = content_hash(&m.board.name, &m.files);
     }
-    
+
     /// One fuzz input (the `bundle_reader` target's body).
     pub fn run(data: &[u8]) {
         if data.first() == Some(&b'{') {
@@ -354,7 +362,10 @@ pub mod bundle_reader {
         let result = Bundle::read_tar(path);
         let _ = std::fs::remove_file(path);
         if std::env::var_os("RESQ_FUZZ_DEBUG").is_some() {
-            eprintln!("bundle_reader: {:?}", result.as_ref().map(|b| b.id()).map_err(|e| e.to_string()));
+            eprintln!(
+                "bundle_reader: {:?}",
+                result.as_ref().map(|b| b.id()).map_err(|e| e.to_string())
+            );
         }
         let Ok(bundle) = result else {
             return;

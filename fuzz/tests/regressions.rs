@@ -38,7 +38,10 @@ fn replay_seeds(target: &'static str, run: fn(&[u8]), skip: fn(&str) -> bool) {
         let mut n = 0;
         for entry in std::fs::read_dir(&seeds).expect("seeds folder") {
             let path = entry.expect("entry").path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
             if skip(name) {
                 continue;
             }
@@ -83,8 +86,7 @@ fn seeds_bundle_reader() {
 fn bundle_seeds_are_accepted() {
     for name in ["bundle_small_fw.tar", "bundle_small_fw_model.tar"] {
         let path = dir(&["seeds", "bundle_reader", name]);
-        resq_deploy::Bundle::read_tar(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        resq_deploy::Bundle::read_tar(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     }
 }
 
@@ -137,7 +139,6 @@ fn bundle_with_path_traversal_id_is_refused() {
         }
     }
 }
-
 
 /// A 242-byte JPEG (regressions/image_preprocess/zune-jpeg-avx2-idct-unwrap.jpg) makes
 /// zune-jpeg 0.5.15, the `image` crate's JPEG decoder, panic in its AVX2 IDCT
@@ -210,7 +211,10 @@ fn onnx_squeeze_axis_out_of_range_is_an_import_error() {
 fn onnx_no_panic(name: &str) {
     let data = read(&["regressions", "onnx_import", name]);
     let run = std::panic::catch_unwind(|| resq_fuzz::onnx_import::run(&data));
-    assert!(run.is_ok(), "the importer panicked on {name} (inside tract)");
+    assert!(
+        run.is_ok(),
+        "the importer panicked on {name} (inside tract)"
+    );
 }
 
 /// regressions/onnx_import/tract-slow-symbolic-dims (186 kB): the fuzzer's 30 s timeout.
@@ -223,4 +227,22 @@ fn onnx_no_panic(name: &str) {
 #[ignore = "open finding: tract takes ~50 s to refuse this file; see README.md"]
 fn onnx_symbolic_dimension_blowup_is_refused() {
     onnx_no_panic("tract-slow-symbolic-dims");
+}
+
+/// regressions/resq_model/in-place-packing-*.resq: data references that overlap made
+/// `Engine::from_bytes_in_place` (firmware/resq-engine/src/lib.rs:239) pack weights over bytes
+/// another layer reads — other output bytes than `Engine::from_bytes`
+/// (`…-bias-aliases-next-weights`), or a file the re-parse refuses after `Model::parse`
+/// accepted it (`…-overlap-refused-after-packing`). Through the target's code, with its
+/// in-place oracle (`CHECK_IN_PLACE_OUTPUT`): refused up front, or loaded and agreeing.
+#[test]
+fn resq_in_place_packing_over_overlapping_data() {
+    big_stack(|| {
+        for name in [
+            "in-place-packing-bias-aliases-next-weights.resq",
+            "in-place-packing-overlap-refused-after-packing.resq",
+        ] {
+            resq_fuzz::resq_model::run(&read(&["regressions", "resq_model", name]));
+        }
+    });
 }

@@ -70,22 +70,37 @@ fn output(engine: &mut Engine) -> Vec<i8> {
 /// shared bytes alone.
 #[test]
 fn resq_in_place_packing_with_a_bias_aliasing_other_weights() {
+    in_place_agrees_or_refused("in-place-packing-bias-aliases-next-weights.resq");
+}
+
+/// fuzz/regressions/resq_model/in-place-packing-overlap-refused-after-packing.resq (85 kB, a
+/// mutated resnet8_demo.resq, CRC re-sealed): layer 3's weights (6192..6704) overlap layer 4's
+/// (6448..11056). `Model::parse` accepted it, `Engine::from_bytes` ran it, but
+/// `Engine::from_bytes_in_place` (firmware/resq-engine/src/lib.rs:239) packed one layer's
+/// weights over the other's bytes and its re-parse then refused the file it had just accepted
+/// ("OutOfRange … multiplier -582942696, ≥ 0" on layer 3): the same overlap as above, another
+/// symptom. A fixed loader refuses the file up front, or both engines load it and agree.
+#[test]
+fn resq_in_place_packing_over_overlapping_weights() {
+    in_place_agrees_or_refused("in-place-packing-overlap-refused-after-packing.resq");
+}
+
+/// `fuzz/regressions/resq_model/NAME` is refused by `Model::parse`, or the copying and the
+/// in-place engine both load it and compute the same output bytes.
+fn in_place_agrees_or_refused(name: &'static str) {
     // A debug build of `Model::parse` takes 1.5–1.9 MB of stack (a `Model` is 64 kB by value):
     // too close to a test thread's 2 MiB with two engines built here.
     let t = std::thread::Builder::new()
         .stack_size(64 << 20)
-        .spawn(in_place_packing_with_a_bias_aliasing_other_weights)
+        .spawn(move || in_place_agrees_or_refused_on(name))
         .expect("spawn");
     if let Err(e) = t.join() {
         std::panic::resume_unwind(e);
     }
 }
 
-fn in_place_packing_with_a_bias_aliasing_other_weights() {
-    let bytes = regression(
-        "resq_model",
-        "in-place-packing-bias-aliases-next-weights.resq",
-    );
+fn in_place_agrees_or_refused_on(name: &str) {
+    let bytes = regression("resq_model", name);
     let file = AlignedBytes::new(&bytes);
     let model = match Model::parse(file.as_bytes()) {
         Err(e) => {
@@ -102,7 +117,8 @@ fn in_place_packing_with_a_bias_aliasing_other_weights() {
     let mut copied = Engine::with_options(model, options).expect("engine");
     let want = output(&mut copied);
     let mut buf = AlignedBytes::new(&bytes);
-    let mut in_place = Engine::from_bytes_in_place(buf.as_bytes_mut(), options).expect("in place");
+    let mut in_place = Engine::from_bytes_in_place(buf.as_bytes_mut(), options)
+        .unwrap_or_else(|e| panic!("{name}: parsed, but does not load in place: {e}"));
     assert_eq!(
         output(&mut in_place),
         want,
