@@ -309,7 +309,7 @@ fn too_big(path: &Path, what: &str, len: u64, limit: u64) -> anyhow::Error {
 }
 
 /// Reads until `buf` is full or the file ends; the number of bytes read.
-fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+pub fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {

@@ -319,7 +319,7 @@ impl Bundle {
             )));
         }
         let mut head = [0u8; 512];
-        let got = read_up_to(&mut file, &mut head)
+        let got = resq_io::read_up_to(&mut file, &mut head)
             .map_err(|e| io_error("--bundle: cannot read", path, &e))?;
         if got < 512 || &head[257..262] != b"ustar" {
             return Err(bad(format!(
@@ -462,20 +462,6 @@ fn truncate(s: &str) -> String {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s.to_string(),
     }
-}
-
-/// Reads until `buf` is full or the file ends; the number of bytes read.
-fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// An error of `resq_io` about the file given with `flag`, as a bad input.
@@ -662,7 +648,7 @@ pub fn find_firmware(board: &Board, explicit: Option<&Path>) -> Result<std::path
 fn firmware_machine(path: &Path) -> Option<u16> {
     let mut head = [0u8; 20];
     let mut f = std::fs::File::open(path).ok()?;
-    let n = read_up_to(&mut f, &mut head).ok()?;
+    let n = resq_io::read_up_to(&mut f, &mut head).ok()?;
     (n == 20 && &head[..4] == b"\x7fELF").then(|| u16::from_le_bytes([head[18], head[19]]))
 }
 
