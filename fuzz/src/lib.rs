@@ -11,9 +11,7 @@ pub mod resq_model {
     //! The header CRC is re-sealed before parsing (when the input starts with the magic), so
     //! mutations reach the metadata and data validation instead of stopping at `BadCrc`.
     use resq_engine::{AlignedBytes, Engine, EngineOptions, Isa};
-    use resq_format::{Model, HEADER_LEN, MAGIC};
-
-    const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+    use resq_format::{reseal_header_crc, Model, HEADER_LEN, MAGIC};
 
     /// Whether the in-place engine must load every file `Model::parse` accepts and give the
     /// reference tier's output bytes. The fuzzer found both broken by data references that
@@ -42,12 +40,38 @@ pub mod resq_model {
         out
     }
 
+    /// Largest model the engines run here, in multiply-accumulates (and pooled or copied
+    /// elements) per inference. A valid file may describe a network that takes a minute on
+    /// every tier under AddressSanitizer; that is work, not a bug, and would stop the fuzzer
+    /// at its timeout. Bigger files are still parsed.
+    pub const MAX_WORK: u64 = 20_000_000;
+
+    /// Multiply-accumulates (and pooled or copied elements) of one inference.
+    pub fn work(model: &Model) -> u64 {
+        use resq_format::Op;
+        let elems = |t: u16| -> u64 { model.tensor(t).shape.iter().map(|&d| d as u64).product() };
+        let area = |k: [u16; 2]| k[0] as u64 * k[1] as u64;
+        model
+            .meta
+            .layers
+            .iter()
+            .map(|l| match l.op {
+                Op::Conv(c) => {
+                    let in_c = model.tensor(c.input).shape[3] as u64;
+                    elems(c.output) * area(c.kernel) * (in_c / (c.groups.max(1) as u64)).max(1)
+                }
+                Op::MaxPool(p) => elems(p.output) * area(p.kernel),
+                Op::AvgPool(a) => elems(a.window.output) * area(a.window.kernel),
+                other => elems(other.output()),
+            })
+            .fold(0u64, u64::saturating_add)
+    }
+
     /// One fuzz input (the `resq_model` target's body).
     pub fn run(data: &[u8]) {
         let mut file = data.to_vec();
         if file.len() >= HEADER_LEN && file[..8] == MAGIC {
-            let crc = CRC32.checksum(&file[HEADER_LEN..]);
-            file[56..60].copy_from_slice(&crc.to_le_bytes());
+            reseal_header_crc(&mut file);
         }
         let aligned = AlignedBytes::new(&file);
         let parsed = Model::parse(aligned.as_bytes());
@@ -60,6 +84,9 @@ pub mod resq_model {
         let Ok(model) = parsed else {
             return;
         };
+        if work(&model) > MAX_WORK {
+            return;
+        }
         let mut reference: Option<(Isa, Vec<i8>)> = None;
         for isa in Isa::ALL.into_iter().filter(|i| i.supported()) {
             let options = EngineOptions {

@@ -2,12 +2,13 @@
 //! fed through the code path the fuzzer found them on. Each test states what a fixed tool does
 //! with its input, so it fails until the bug is fixed and guards the fix afterwards.
 //!
-//! The inputs live in `fuzz/regressions/<target>/`. Findings in crates this test crate does not
-//! depend on (resq-fw, resq-deploy) are replayed by the same-named test of the fuzz crate
-//! (`fuzz/tests/regressions.rs`), run here through cargo with a target dir of its own.
+//! The inputs live in `fuzz/regressions/<target>/`. The fuzz crate's `tests/regressions.rs`
+//! replays them through the fuzz targets' own bodies (on demand, with the fuzz crate); the
+//! tests here call the public function each finding reached. resq-fw is built with overflow
+//! checks in release too (the workspace's `[profile.release.package.resq-fw]`), so its
+//! arithmetic findings fail here as they did under the fuzzer.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use resq_engine::{AlignedBytes, Engine, EngineOptions, Isa};
 use resq_format::Model;
@@ -19,34 +20,6 @@ fn root() -> PathBuf {
 fn regression(target: &str, name: &str) -> Vec<u8> {
     let path = root().join("fuzz/regressions").join(target).join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// Runs `name` from the fuzz crate's `tests/regressions.rs` (debug build, overflow checks on).
-fn fuzz_crate_test(name: &str) {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .current_dir(root().join("fuzz"))
-        // A target dir of its own: the outer `cargo test` holds the main one's lock, and the fuzz
-        // crate is a workspace of its own.
-        .env("CARGO_TARGET_DIR", root().join("target/fuzz-regressions"))
-        .args([
-            "test",
-            "--features",
-            "fw",
-            "--test",
-            "regressions",
-            "--",
-            "--exact",
-            name,
-        ])
-        .output()
-        .expect("run cargo");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "fuzz/tests/regressions.rs {name} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// The output bytes of `engine` for a fixed pixel pattern.
@@ -133,7 +106,18 @@ fn in_place_agrees_or_refused_on(name: &str) {
 /// test builds) for every one-plane format and the unused plane of NV12 / NV21.
 #[test]
 fn fw_set_contiguous_one_plane_frame_does_not_overflow() {
-    fuzz_crate_test("fw_set_contiguous_one_plane_frame_does_not_overflow");
+    // The fuzz input's frame: RGB24, 1×1 (its recipe header says so; the pixel is its payload).
+    assert!(!regression("image_preprocess", "fw-set-contiguous-one-plane-rgb24-1x1").is_empty());
+    let mut buf = resq_fw::frame::FrameBuf::default();
+    for (format, w, h, bytes) in [
+        (resq_preprocess::PixelFormat::Rgb24, 1, 1, 3),
+        (resq_preprocess::PixelFormat::Grey8, 1, 1, 1),
+        (resq_preprocess::PixelFormat::Nv12, 2, 2, 6),
+        (resq_preprocess::PixelFormat::Nv21, 2, 2, 6),
+    ] {
+        buf.set_contiguous(format, w, h, 0, &vec![10; bytes])
+            .unwrap_or_else(|e| panic!("a {w}×{h} {format:?} frame is valid: {e}"));
+    }
 }
 
 /// fuzz/regressions/bundle_reader/manifest-id-path-traversal.tar: a valid bundle whose
@@ -143,7 +127,17 @@ fn fw_set_contiguous_one_plane_frame_does_not_overflow() {
 /// /tmp/resq-escape, outside ROOT (local.rs joins the id into `releases/<id>`).
 #[test]
 fn bundle_with_path_traversal_id_is_refused() {
-    fuzz_crate_test("bundle_with_path_traversal_id_is_refused");
+    let path = root().join("fuzz/regressions/bundle_reader/manifest-id-path-traversal.tar");
+    match resq_deploy::Bundle::read_tar(&path) {
+        Ok(b) => panic!(
+            "read_tar accepted a bundle whose release id {:?} leaves the releases folder",
+            b.manifest.id
+        ),
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(msg.contains("id"), "the error names the id: {msg}");
+        }
+    }
 }
 
 /// fuzz/regressions/image_preprocess/zune-jpeg-avx2-idct-unwrap.jpg: a 242-byte JPEG on which
@@ -180,7 +174,15 @@ fn zune_jpeg_idct_panic_is_an_image_error() {
 /// The resq-fw side of the same JPEG: an MJPEG camera frame through `classify::decode_jpeg`.
 #[test]
 fn zune_jpeg_idct_panic_in_an_mjpeg_frame_is_a_frame_error() {
-    fuzz_crate_test("zune_jpeg_idct_panic_is_an_image_error");
+    let jpeg = regression("image_preprocess", "zune-jpeg-avx2-idct-unwrap.jpg");
+    let mut out = vec![];
+    let frame = std::panic::catch_unwind(move || {
+        resq_fw::classify::decode_jpeg(&jpeg, &mut out).map(|_| ())
+    });
+    assert!(
+        matches!(frame, Ok(Err(_))),
+        "resq-fw's MJPEG decode panicked or accepted the frame instead of returning an error"
+    );
 }
 
 /// fuzz/regressions/onnx_import/tract-conv-empty-strides.onnx (642 bytes; the fuzzer's input,

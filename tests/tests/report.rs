@@ -34,7 +34,6 @@ fn resnet8_report(dir: &Path) -> Report {
         labels: Some(csv),
         max_images: 8,
         eval_images: 0,
-        progress: false,
     })
     .expect("report");
     eprintln!(
@@ -116,7 +115,6 @@ fn report_without_labels_gives_agreement_only() {
         labels: None,
         max_images: 2,
         eval_images: 0,
-        progress: false,
     })
     .expect("report");
     let v = r.to_json();
@@ -149,7 +147,6 @@ fn report_refuses_a_reference_with_another_graph() {
         labels: None,
         max_images: 1,
         eval_images: 1,
-        progress: false,
     })
     .expect_err("a different model must be refused");
     let msg = format!("{err:#}");
@@ -347,7 +344,6 @@ fn resnet50_report_lists_all_56_layers() {
         labels: None,
         max_images: 8,
         eval_images: 200,
-        progress: false,
     })
     .expect("report");
     let html = r.to_html().unwrap();

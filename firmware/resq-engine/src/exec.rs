@@ -8,7 +8,7 @@ use resq_kernels::dwconv::DwPlan;
 use resq_kernels::gemm::GemmPlan;
 use resq_kernels::{Epilogue, Kernels};
 
-use crate::geometry;
+use crate::dispatch::geometry;
 
 /// Where a layer's packed weights are.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,10 +39,11 @@ pub(crate) struct ConvExec {
 const PARALLEL_MACS: usize = 1 << 20;
 /// Below this many prepared bytes the preparation runs on the calling thread alone.
 const PARALLEL_BYTES: usize = 1 << 16;
-/// Guided-scheduling share (see [`Par::split`]): each piece is `1 / (threads · SHARE)` of the
-/// work left. 2 gives about `2 · threads · ln(tiles)` pieces: few enough that each piece's pass
-/// over the packed weights (from L2, or L3 for the largest layers) stays cheap, and small
-/// enough at the end that the threads finish together.
+/// Guided-scheduling share of every split (see [`Par::split`]): each piece is
+/// `1 / (threads · SHARE)` of the work left. 2 gives about `2 · threads · ln(tiles)` pieces:
+/// few enough that each piece's pass over the packed weights (from L2, or L3 for the largest
+/// layers) stays cheap, and small enough at the end that the threads finish together.
+#[cfg_attr(not(any(unix, windows)), allow(dead_code))]
 const SHARE: usize = 2;
 
 impl ConvExec {
@@ -165,12 +166,17 @@ impl ConvExec {
                             plan.panel_channels(p).0
                         }
                     };
-                    par.split(out, panels, 1, parallel, SHARE, &start, &|ps, chunk| {
+                    let split = Split { align: 1, parallel };
+                    par.split(out, panels, split, &start, &|ps, chunk| {
                         plan.run(gemm, a, weights, ep, chunk, start(ps.start), 0..1, ps)
                     });
                 } else {
-                    let (n, mr) = (plan.rows(), gemm.mr);
-                    par.split(out, n, mr, parallel, SHARE, &|m| m * oc, &|rows, chunk| {
+                    // Pieces of whole row tiles.
+                    let split = Split {
+                        align: gemm.mr,
+                        parallel,
+                    };
+                    par.split(out, plan.rows(), split, &|m| m * oc, &|rows, chunk| {
                         let base = rows.start * oc;
                         plan.run(gemm, a, weights, ep, chunk, base, rows, 0..plan.panels())
                     });
@@ -180,18 +186,11 @@ impl ConvExec {
                 prepare(par, &plan.prep, x, zero_point, scratch);
                 let a = &scratch[..plan.prep.len()];
                 let oc = out.len() / plan.rows();
-                par.split(
-                    out,
-                    plan.rows(),
-                    1,
-                    parallel,
-                    SHARE,
-                    &|m| m * oc,
-                    &|rows, chunk| {
-                        let base = rows.start * oc;
-                        plan.run(kernels, a, weights, ep, chunk, base, rows)
-                    },
-                );
+                let split = Split { align: 1, parallel };
+                par.split(out, plan.rows(), split, &|m| m * oc, &|rows, chunk| {
+                    let base = rows.start * oc;
+                    plan.run(kernels, a, weights, ep, chunk, base, rows)
+                });
             }
         }
     }
@@ -206,16 +205,27 @@ fn prepare(
 ) {
     let rb = prep.row_bytes();
     let rows = prep.rows();
-    let parallel = rows * rb >= PARALLEL_BYTES;
+    let split = Split {
+        align: 1,
+        parallel: rows * rb >= PARALLEL_BYTES,
+    };
     par.split(
         &mut scratch[..rows * rb],
         rows,
-        1,
-        parallel,
-        SHARE,
+        split,
         &|r| r * rb,
         &|r, chunk| prep.run(x, zero_point, r, chunk),
     );
+}
+
+/// How [`Par::split`] may cut its work.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Split {
+    /// Pieces are whole multiples of this many units (a micro-kernel's row tile), so only a
+    /// piece's last tile can be partial.
+    pub(crate) align: usize,
+    /// Whether the work is worth waking the threads for; `false` runs it on the caller alone.
+    pub(crate) parallel: bool,
 }
 
 /// Splits work across the engine's threads (or runs it inline).
@@ -239,39 +249,42 @@ impl<'p> Par<'p> {
         }
     }
 
-    /// `n` rows of `unit` elements each of `out`, split across threads (see [`Par::split`]).
+    /// `n` rows of `unit` elements each of `out`, split across threads one row at a time
+    /// (see [`Par::split`]) when `out` is large enough.
     pub(crate) fn rows<T: Send>(
         &self,
         out: &mut [T],
         n: usize,
         unit: usize,
-        align: usize,
         f: &(dyn Fn(Range<usize>, &mut [T]) + Sync),
     ) {
-        let parallel = out.len() >= PARALLEL_BYTES;
-        self.split(out, n, align, parallel, SHARE, &|u| u * unit, f)
+        let split = Split {
+            align: 1,
+            parallel: out.len() >= PARALLEL_BYTES,
+        };
+        self.split(out, n, split, &|u| u * unit, f)
     }
 
     /// Calls `f(units, piece)` for contiguous pieces of units `0..n` covering `out`, where
     /// unit `u` starts at element `start(u)` (`start(n) == out.len()`). Threads take pieces
-    /// as they go (guided scheduling): each piece is `1 / (threads · share)` of what is left,
-    /// in multiples of `align` units (so only a piece's last tile can be partial), which
+    /// as they go (guided scheduling): each piece is `1 / (threads · SHARE)` of what is left,
+    /// in multiples of `split.align` units (so only a piece's last tile can be partial), which
     /// gives big pieces first and small ones at the end: the threads finish together, and a
-    /// thread slowed by another process simply takes fewer pieces.
-    #[allow(clippy::too_many_arguments)]
+    /// thread slowed by another process simply takes fewer pieces. Without a pool, with
+    /// `split.parallel` false or with at most one tile (`n ≤ split.align`), `f(0..n, out)`
+    /// runs on the caller.
     pub(crate) fn split<T: Send>(
         &self,
         out: &mut [T],
         n: usize,
-        align: usize,
-        parallel: bool,
-        share: usize,
+        split: Split,
         start: &(dyn Fn(usize) -> usize + Sync),
         f: &(dyn Fn(Range<usize>, &mut [T]) + Sync),
     ) {
+        let Split { align, parallel } = split;
         #[cfg(any(unix, windows))]
         if let Some(pool) = self.pool.filter(|_| parallel && n > align) {
-            let parts = pool.threads() * share.max(1);
+            let parts = pool.threads() * SHARE;
             let align = align.max(1);
             let rest = std::sync::Mutex::new((out, 0usize));
             pool.run(&|_| loop {
@@ -294,7 +307,7 @@ impl<'p> Par<'p> {
             });
             return;
         }
-        let _ = (align, parallel, share, start);
+        let _ = (align, parallel, start);
         f(0..n, out);
     }
 }

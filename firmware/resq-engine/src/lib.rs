@@ -23,6 +23,7 @@ extern crate alloc;
 #[cfg(any(unix, windows))]
 extern crate std;
 
+mod dispatch;
 mod exec;
 mod plan;
 #[cfg(any(unix, windows))]
@@ -33,14 +34,12 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::ops::Range;
 
+use dispatch::{is_mixed, split_arena, values, Fast, Path};
 use exec::{ConvExec, Weights};
 pub use plan::{plan_arena, ArenaPlan};
-use resq_format::{ChannelOrder, FormatError, Model, Op, Pool, HEADER_LEN};
+use resq_format::{ChannelOrder, FormatError, Model, Op};
 pub use resq_kernels::mixed::Values;
-use resq_kernels::mixed::{
-    self, MixedBias, MixedEpilogue, MixedOperand, MixedResidual, MixedWeights, ValuesMut,
-};
-use resq_kernels::{reference, Epilogue, Geometry, Kernels, ResidualOperand};
+use resq_kernels::Kernels;
 pub use resq_kernels::{Isa, IsaError};
 
 /// A file image held in 8-byte aligned memory, so the model's i32 data can be borrowed in place.
@@ -257,10 +256,7 @@ impl<'m> Engine<'m> {
                     );
                 }
                 if !jobs.is_empty() {
-                    // Slice-by-16 tables: several times faster than the bytewise default.
-                    let crc = crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISO_HDLC)
-                        .checksum(&file[HEADER_LEN..]);
-                    file[56..60].copy_from_slice(&crc.to_le_bytes());
+                    resq_format::reseal_header_crc(file);
                 }
                 in_file
             }
@@ -439,9 +435,7 @@ impl<'m> Engine<'m> {
                 actual: pixels.len(),
             });
         }
-        for (i, (q, &p)) in input.iter_mut().zip(pixels).enumerate() {
-            *q = lut[(i % channels) * 256 + p as usize];
-        }
+        resq_format::lut_quantize(lut, channels, pixels, input);
         Ok(())
     }
 
@@ -511,396 +505,37 @@ impl<'m> Engine<'m> {
     /// Runs layer `i` alone (the caller runs layers in order).
     pub fn run_layer(&mut self, i: usize) {
         let op = self.model.meta.layers[i].op;
-        let model = &self.model;
         let out_range = self.regions[op.output() as usize].clone();
         let [in0, in1] = op
             .inputs()
             .map(|t| t.map(|t| self.regions[t as usize].clone()));
         let arena: &mut [i8] = bytemuck::cast_slice_mut(&mut self.arena);
-        let (output, inputs) = split_arena(arena, out_range, [in0, in1]);
+        let (output, [x, r]) = split_arena(arena, out_range, [in0, in1]);
         #[cfg(any(unix, windows))]
         let par = exec::Par::new(self.pool.as_ref());
         #[cfg(not(any(unix, windows)))]
         let par = exec::Par::new();
-        let [x, r] = inputs;
-        if self.mixed[i] {
-            run_mixed(
-                &par,
-                model,
-                i,
-                &op,
-                x.unwrap_or(&[]),
-                r.unwrap_or(&[]),
-                output,
-            );
-            return;
-        }
-        let x = x.unwrap_or(&[]);
-        match op {
-            Op::Conv(c) => {
-                let xt = model.tensor(c.input);
-                let yt = model.tensor(c.output);
-                let residual = c.residual.map(|res| ResidualOperand {
-                    values: r.unwrap_or(&[]),
-                    zero_point: model.tensor(res.tensor).zero_point,
-                    mult: res.mult,
-                });
-                let ep = Epilogue {
-                    bias: model.i32s(c.bias),
-                    mults: model.i32s(c.requant.mults),
-                    shift: c.requant.shift,
-                    zero_point: yt.zero_point,
-                    clamp: c.clamp,
-                    residual,
-                };
-                match (&self.convs[i], &self.kernels) {
-                    (Some(exec), Some(kernels)) => {
-                        let weights = match exec.weights() {
-                            Weights::Owned(range) => &self.packed[range.clone()],
-                            Weights::InFile => model.i8s(c.weights),
-                        };
-                        let ep = Epilogue {
-                            bias: &self.biases[exec.bias_range()],
-                            ..ep
-                        };
-                        exec.run(
-                            &par,
-                            kernels,
-                            x,
-                            xt.zero_point,
-                            weights,
-                            &ep,
-                            &mut self.scratch,
-                            output,
-                        );
-                    }
-                    _ => {
-                        let geo = geometry(xt.shape, yt.shape, c.kernel, c.stride, c.pad);
-                        reference::conv2d(
-                            &geo,
-                            c.groups as usize,
-                            x,
-                            xt.zero_point,
-                            model.i8s(c.weights),
-                            &ep,
-                            output,
-                        );
-                    }
-                }
-            }
-            Op::MaxPool(p) => {
-                let geo = pool_geometry(model, &p);
-                if self.kernels.is_some() {
-                    par.rows(
-                        output,
-                        geo.output[0] * geo.output[1],
-                        geo.output[2],
-                        1,
-                        &|rows, out| resq_kernels::pool::max_pool(&geo, x, out, rows),
-                    );
-                } else {
-                    reference::max_pool(&geo, x, output);
-                }
-            }
-            Op::AvgPool(a) => {
-                let p = a.window;
-                let (xt, yt) = (model.tensor(p.input), model.tensor(p.output));
-                let geo = pool_geometry(model, &p);
-                let mults = model.i32s(a.mults);
-                if self.kernels.is_some() {
-                    par.rows(
-                        output,
-                        geo.output[0] * geo.output[1],
-                        geo.output[2],
-                        1,
-                        &|rows, out| {
-                            resq_kernels::pool::avg_pool(
-                                &geo,
-                                a.count_include_pad,
-                                x,
-                                xt.zero_point,
-                                mults,
-                                a.shift,
-                                yt.zero_point,
-                                out,
-                                rows,
-                            )
-                        },
-                    );
-                } else {
-                    reference::avg_pool(
-                        &geo,
-                        a.count_include_pad,
-                        x,
-                        xt.zero_point,
-                        mults,
-                        a.shift,
-                        yt.zero_point,
-                        output,
-                    );
-                }
-            }
-            Op::Add(a) => {
-                fn operand<'a>(
-                    model: &Model,
-                    t: u16,
-                    values: &'a [i8],
-                    mult: i32,
-                ) -> reference::AddOperand<'a> {
-                    reference::AddOperand {
-                        values,
-                        zero_point: model.tensor(t).zero_point,
-                        mult,
-                    }
-                }
-                reference::add(
-                    operand(model, a.a, x, a.mult_a),
-                    operand(model, a.b, r.unwrap_or(&[]), a.mult_b),
-                    a.shift,
-                    model.tensor(a.output).zero_point,
-                    a.clamp,
-                    output,
-                );
-            }
-            Op::Pad(p) => {
-                let xt = model.tensor(p.input);
-                reference::pad(
-                    hwc(xt.shape),
-                    p.pads.map(|v| v as usize),
-                    xt.zero_point,
-                    x,
-                    output,
-                );
-            }
-            Op::Subsample(s) => {
-                let (xt, yt) = (model.tensor(s.input), model.tensor(s.output));
-                let [oh, ow, _] = hwc(yt.shape);
-                reference::subsample(
-                    hwc(xt.shape),
-                    [oh, ow],
-                    s.start.map(usize::from),
-                    s.step.map(usize::from),
-                    x,
-                    output,
-                );
-            }
-        }
+        let path = match &self.kernels {
+            _ if self.mixed[i] => Path::Mixed,
+            None => Path::Reference,
+            Some(kernels) => Path::Fast(Fast {
+                kernels,
+                conv: self.convs[i].as_ref(),
+                packed: &self.packed,
+                biases: &self.biases,
+                scratch: &mut self.scratch,
+            }),
+        };
+        dispatch::run_layer(
+            &par,
+            &self.model,
+            i,
+            path,
+            x.unwrap_or(&[]),
+            r.unwrap_or(&[]),
+            output,
+        );
     }
-}
-
-/// Whether layer `i` (`op`) reads or writes an int16 tensor or has int16 weights.
-fn is_mixed(model: &Model, i: usize, op: &Op) -> bool {
-    model.has_int16_weights(i)
-        || model.is_int16(op.output())
-        || op.inputs().into_iter().flatten().any(|t| model.is_int16(t))
-}
-
-/// Tensor `index`'s bytes as its element type. Int16 regions start at 64-byte arena offsets
-/// of an i16-backed arena and hold 2 bytes per value, so the cast cannot fail.
-fn values<'a>(model: &Model, index: u16, bytes: &'a [i8]) -> Values<'a> {
-    if model.is_int16(index) {
-        Values::I16(bytemuck::try_cast_slice(bytes).unwrap_or(&[]))
-    } else {
-        Values::I8(bytes)
-    }
-}
-
-fn values_mut<'a>(model: &Model, index: u16, bytes: &'a mut [i8]) -> ValuesMut<'a> {
-    if model.is_int16(index) {
-        ValuesMut::I16(bytemuck::try_cast_slice_mut(bytes).unwrap_or(&mut []))
-    } else {
-        ValuesMut::I8(bytes)
-    }
-}
-
-/// Zero point of a tensor as the mixed kernels take it (int16 tensors have 0).
-fn zp(model: &Model, t: u16) -> i32 {
-    model.tensor(t).zero_point as i32
-}
-
-/// The clamp of the layer writing `output`: the int16 block's, or its own int8 clamp.
-fn clamp_of(model: &Model, output: u16, clamp: [i8; 2]) -> [i32; 2] {
-    match model.int16_clamp(output) {
-        Some(c) => c.map(i32::from),
-        None => clamp.map(i32::from),
-    }
-}
-
-/// A layer touching an int16 tensor or with int16 weights, on the mixed-precision kernels.
-fn run_mixed(
-    par: &exec::Par<'_>,
-    model: &Model,
-    layer: usize,
-    op: &Op,
-    x: &[i8],
-    r: &[i8],
-    out: &mut [i8],
-) {
-    match *op {
-        Op::Conv(c) => {
-            let (xt, yt) = (model.tensor(c.input), model.tensor(c.output));
-            let wide = model.has_int16_weights(layer);
-            let ep = MixedEpilogue {
-                bias: if wide {
-                    MixedBias::I64(model.i64s(c.bias))
-                } else {
-                    MixedBias::I32(model.i32s(c.bias))
-                },
-                mults: model.i32s(c.requant.mults),
-                shift: c.requant.shift,
-                zero_point: zp(model, c.output),
-                clamp: clamp_of(model, c.output, c.clamp),
-                residual: c.residual.map(|res| MixedResidual {
-                    values: values(model, res.tensor, r),
-                    zero_point: zp(model, res.tensor),
-                    mult: res.mult,
-                }),
-            };
-            let geo = geometry(xt.shape, yt.shape, c.kernel, c.stride, c.pad);
-            let input = values(model, c.input, x);
-            let input_zp = zp(model, c.input);
-            let weights = if wide {
-                MixedWeights::I16(model.i16s(c.weights))
-            } else {
-                MixedWeights::I8(model.i8s(c.weights))
-            };
-            let groups = c.groups as usize;
-            // These layers run on plain loops: split their output rows across the threads
-            // whatever their size.
-            let [oh, ow, oc] = geo.output;
-            let run = |rows: Range<usize>, out: ValuesMut| {
-                mixed::conv2d_rows(&geo, groups, input, input_zp, weights, &ep, rows, out)
-            };
-            let unit = ow * oc;
-            match values_mut(model, op.output(), out) {
-                ValuesMut::I8(o) => par.split(o, oh, 1, true, 2, &|u| u * unit, &|rows, o| {
-                    run(rows, ValuesMut::I8(o))
-                }),
-                ValuesMut::I16(o) => par.split(o, oh, 1, true, 2, &|u| u * unit, &|rows, o| {
-                    run(rows, ValuesMut::I16(o))
-                }),
-            }
-        }
-        Op::MaxPool(p) => {
-            let geo = pool_geometry(model, &p);
-            mixed::max_pool(
-                &geo,
-                values(model, p.input, x),
-                values_mut(model, p.output, out),
-            );
-        }
-        Op::AvgPool(a) => {
-            let p = a.window;
-            let geo = pool_geometry(model, &p);
-            mixed::avg_pool(
-                &geo,
-                a.count_include_pad,
-                values(model, p.input, x),
-                zp(model, p.input),
-                model.i32s(a.mults),
-                a.shift,
-                zp(model, p.output),
-                values_mut(model, p.output, out),
-            );
-        }
-        Op::Add(a) => {
-            fn operand<'v>(model: &Model, t: u16, v: &'v [i8], mult: i32) -> MixedOperand<'v> {
-                MixedOperand {
-                    values: values(model, t, v),
-                    zero_point: zp(model, t),
-                    mult,
-                }
-            }
-            mixed::add(
-                operand(model, a.a, x, a.mult_a),
-                operand(model, a.b, r, a.mult_b),
-                a.shift,
-                zp(model, a.output),
-                clamp_of(model, a.output, a.clamp),
-                values_mut(model, a.output, out),
-            );
-        }
-        // Copies: an int16 tensor is an int8 one with twice the channels and zero point 0
-        // (the format makes input and output the same type), so the byte kernels serve.
-        Op::Pad(p) => {
-            let xt = model.tensor(p.input);
-            let w = if model.is_int16(p.input) { 2 } else { 1 };
-            let [h, wd, c] = hwc(xt.shape);
-            let mut pads = p.pads.map(|v| v as usize);
-            pads[4] *= w;
-            pads[5] *= w;
-            reference::pad([h, wd, c * w], pads, xt.zero_point, x, out);
-        }
-        Op::Subsample(s) => {
-            let (xt, yt) = (model.tensor(s.input), model.tensor(s.output));
-            let w = if model.is_int16(s.input) { 2 } else { 1 };
-            let [h, wd, c] = hwc(xt.shape);
-            let [oh, ow, _] = hwc(yt.shape);
-            reference::subsample(
-                [h, wd, c * w],
-                [oh, ow],
-                s.start.map(usize::from),
-                s.step.map(usize::from),
-                x,
-                out,
-            );
-        }
-    }
-}
-
-/// The geometry of a pooling window between its input and output tensors.
-fn pool_geometry(model: &Model, p: &Pool) -> Geometry {
-    geometry(
-        model.tensor(p.input).shape,
-        model.tensor(p.output).shape,
-        p.kernel,
-        p.stride,
-        p.pad,
-    )
-}
-
-fn hwc(shape: [u32; 4]) -> [usize; 3] {
-    [shape[1] as usize, shape[2] as usize, shape[3] as usize]
-}
-
-pub(crate) fn geometry(
-    input: [u32; 4],
-    output: [u32; 4],
-    kernel: [u16; 2],
-    stride: [u16; 2],
-    pad: [u16; 4],
-) -> Geometry {
-    Geometry {
-        input: hwc(input),
-        output: hwc(output),
-        kernel: kernel.map(usize::from),
-        stride: stride.map(usize::from),
-        pad: [pad[0] as usize, pad[1] as usize],
-    }
-}
-
-/// Borrows the output region mutably and the input regions immutably from one arena.
-/// The planner never overlaps an output with a tensor live at the same step.
-fn split_arena(
-    arena: &mut [i8],
-    out: Range<usize>,
-    inputs: [Option<Range<usize>>; 2],
-) -> (&mut [i8], [Option<&[i8]>; 2]) {
-    let (before, rest) = arena.split_at_mut(out.start);
-    let (output, after) = rest.split_at_mut(out.end - out.start);
-    let (before, after) = (&*before, &*after);
-    let pick = |r: Option<Range<usize>>| {
-        r.map(|r| {
-            if r.end <= out.start {
-                &before[r]
-            } else {
-                // The planner guarantees r.start >= out.end here.
-                &after[r.start.saturating_sub(out.end)..r.end.saturating_sub(out.end)]
-            }
-        })
-    };
-    let [a, b] = inputs;
-    (output, [pick(a), pick(b)])
 }
 
 /// In-place softmax.

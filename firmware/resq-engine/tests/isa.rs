@@ -1,34 +1,42 @@
 //! Whole models give the same int8 output bytes on every kernel tier and thread count.
 //!
-//! Real conversions (ResNet-8 from `../shared/assets`, synthetic ResNet-18 / ResNet-50 with
-//! their 7×7 stem, max pool, strided and 1×1 projection shortcuts and 1000-class classifier,
-//! CIFAR ResNets with zero-padding shortcuts and pre-activation) and random graphs run on each
-//! tier this CPU supports (others are skipped with a message) with 1, 2 and 3 threads, packed
-//! into the engine or in place in the file, and must match the reference tier bit for bit.
+//! Random graphs, and real conversions (ResNet-8 from `../shared/assets`, synthetic ResNet-18 /
+//! ResNet-50 with their 7×7 stem, max pool, strided and 1×1 projection shortcuts and 1000-class
+//! classifier, CIFAR ResNets with zero-padding shortcuts and pre-activation) run on each tier
+//! this CPU supports (others are skipped with a message) with 1, 2 and 3 threads, packed into
+//! the engine or in place in the file, and must match the reference tier bit for bit.
+//!
+//! The converted models come from the folder `RESQ_ENGINE_MODELS`: the harness
+//! (`tests/tests/cross.rs`) converts them on the host and runs the two tests that read them
+//! (ignored otherwise) natively and under qemu, so this crate never depends on the converter.
+//! `RESQ_REQUIRE_TIERS=generic,neon,…` makes a run fail unless exactly those fast tiers run.
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::PathBuf;
 
 use common::{aligned, build_dag, random_dag, Rng};
 use proptest::prelude::*;
 use resq_engine::{AlignedBytes, Engine, EngineError, EngineOptions, Isa, IsaError};
 use resq_format::Model;
-use resq_host::convert::{convert, ConvertOptions};
-use resq_host::synth::{synth_cifar_resnet, synth_resnet, Arch, CifarSpec, Shortcut, SynthSpec};
-
-fn assets() -> PathBuf {
-    std::env::var_os("RESQ_ASSETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/assets"))
-}
-
 /// Every fast tier this machine runs, then thread counts; the reference is the oracle.
 fn configs() -> Vec<EngineOptions> {
+    let supported: Vec<Isa> = Isa::ALL.into_iter().filter(|i| i.supported()).collect();
+    if let Ok(required) = std::env::var("RESQ_REQUIRE_TIERS") {
+        let fast: Vec<String> = supported
+            .iter()
+            .filter(|&&i| i != Isa::Reference)
+            .map(|i| i.to_string())
+            .collect();
+        assert_eq!(
+            fast.join(","),
+            required,
+            "RESQ_REQUIRE_TIERS: the fast tiers this CPU runs"
+        );
+    }
     let mut out = Vec::new();
     for isa in Isa::ALL {
-        if !isa.supported() {
+        if !supported.contains(&isa) {
             eprintln!("skipping {isa}: not supported by this CPU or build");
             continue;
         }
@@ -108,66 +116,34 @@ fn check_every_config(name: &str, file: &[u8]) {
     }
 }
 
-fn convert_onnx(onnx: &[u8], imagenet: bool) -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("model.onnx");
-    std::fs::write(&path, onnx).unwrap();
-    convert_path(&path, imagenet)
-}
-
-fn convert_path(path: &Path, imagenet: bool) -> Vec<u8> {
-    let (mean, std) = if imagenet {
-        ([123.7, 116.3, 103.5], [58.4, 57.1, 57.4])
-    } else {
-        ([0.0; 3], [255.0; 3])
-    };
-    let options = ConvertOptions {
-        calib: Some(assets().join("photos")),
-        mean,
-        std,
-        ..ConvertOptions::new(path.to_path_buf())
-    };
-    convert(&options).expect("convert").bytes
-}
-
-#[test]
-fn resnet8_gives_identical_bytes_on_every_isa_and_thread_count() {
-    let file = convert_path(
-        &assets().join("resnet8-mlperf-tiny/model_float.onnx"),
-        false,
+/// The converted models of `RESQ_ENGINE_MODELS` (see the top of this file), by file stem.
+fn converted_models() -> Vec<(String, Vec<u8>)> {
+    let dir = std::env::var_os("RESQ_ENGINE_MODELS")
+        .map(PathBuf::from)
+        .expect(
+        "RESQ_ENGINE_MODELS: a folder of converted .resq models (tests/tests/cross.rs writes it)",
     );
-    check_every_config("resnet8", &file);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("RESQ_ENGINE_MODELS={}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "resq"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no .resq files in {}", dir.display());
+    files
+        .iter()
+        .map(|p| {
+            let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(p).unwrap())
+        })
+        .collect()
 }
 
 #[test]
-fn synthetic_resnet18_and_resnet50_give_identical_bytes_everywhere() {
-    for (arch, size) in [(Arch::ResNet18, 64), (Arch::ResNet50, 32)] {
-        let onnx = synth_resnet(&SynthSpec {
-            arch,
-            size,
-            classes: 1000,
-            seed: 11,
-        })
-        .unwrap();
-        check_every_config(&format!("{arch:?} {size}²"), &convert_onnx(&onnx, true));
-    }
-}
-
-#[test]
-fn cifar_resnets_with_pad_shortcuts_and_preactivation_give_identical_bytes_everywhere() {
-    for preact in [false, true] {
-        let onnx = synth_cifar_resnet(&CifarSpec {
-            depth: 8,
-            shortcut: Shortcut::ZeroPad,
-            preact,
-            classes: 10,
-            seed: 4,
-        })
-        .unwrap();
-        check_every_config(
-            &format!("cifar preact={preact}"),
-            &convert_onnx(&onnx, false),
-        );
+#[ignore = "needs RESQ_ENGINE_MODELS; tests/tests/cross.rs converts them and runs this"]
+fn converted_models_give_identical_bytes_on_every_isa_and_thread_count() {
+    for (name, file) in converted_models() {
+        check_every_config(&name, &file);
     }
 }
 
@@ -188,19 +164,14 @@ proptest! {
 }
 
 #[test]
-fn packing_in_place_rewrites_the_weights_and_reseals_the_file() {
-    static FILE: OnceLock<Vec<u8>> = OnceLock::new();
-    let file = FILE.get_or_init(|| {
-        let onnx = synth_cifar_resnet(&CifarSpec {
-            depth: 8,
-            shortcut: Shortcut::Projection,
-            preact: false,
-            classes: 10,
-            seed: 9,
-        })
-        .unwrap();
-        convert_onnx(&onnx, false)
-    });
+#[ignore = "needs RESQ_ENGINE_MODELS; tests/tests/cross.rs converts them and runs this"]
+fn in_place_packing_rewrites_the_weights_and_reseals_the_file() {
+    // A CIFAR ResNet-8 with 1×1 projection shortcuts.
+    let (_, file) = converted_models()
+        .into_iter()
+        .find(|(name, _)| name == "in-place-cifar8-projection")
+        .expect("in-place-cifar8-projection.resq in RESQ_ENGINE_MODELS");
+    let file = &file;
     let Some(isa) = [Isa::Avx512Vnni, Isa::Avx2, Isa::Generic]
         .into_iter()
         .find(|i| i.supported())

@@ -19,13 +19,15 @@ extern crate alloc;
 
 mod error;
 mod header;
+mod lut;
 mod meta;
 mod model;
 #[cfg(feature = "alloc")]
 pub mod write;
 
 pub use error::FormatError;
-pub use header::{Header, FORMAT_VERSION, HEADER_LEN, MAGIC};
+pub use header::{reseal_header_crc, Header, FORMAT_VERSION, HEADER_LEN, MAGIC};
+pub use lut::{lut_quantize, lut_value};
 pub use meta::*;
 pub use model::Model;
 

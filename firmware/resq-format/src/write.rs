@@ -2,9 +2,12 @@
 
 use alloc::vec::Vec;
 
-use crate::header::{body_crc, Header, FORMAT_VERSION, HEADER_LEN};
+use crate::header::{body_crc, reseal_header_crc, Header, FORMAT_VERSION, HEADER_LEN};
 use crate::meta::{DataRef, Metadata, Precision, Resize};
 use crate::DATA_ALIGN;
+
+mod tiny;
+pub use tiny::TinyModel;
 
 /// Accumulates the raw data section: each array is appended at an offset aligned for its
 /// element type, and named by the returned [`DataRef`].
@@ -144,6 +147,5 @@ pub fn patch_data(file: &mut [u8], r: DataRef, bytes: &[u8]) {
     let data_offset = u64::from_le_bytes(file[40..48].try_into().unwrap_or_default()) as usize;
     let start = data_offset + r.offset as usize;
     file[start..start + bytes.len()].copy_from_slice(bytes);
-    let crc = body_crc(&file[HEADER_LEN..]);
-    file[56..60].copy_from_slice(&crc.to_le_bytes());
+    reseal_header_crc(file);
 }

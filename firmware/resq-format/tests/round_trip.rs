@@ -111,6 +111,31 @@ fn patch_data_keeps_the_file_valid() {
     assert_eq!(model.i8s(meta.self_test.expected), &[1, 2, 3, 4, 5]);
 }
 
+#[test]
+fn reseal_header_crc_seals_a_body_edited_in_place() {
+    let mut file = tiny_model();
+    let sealed = file[..HEADER_LEN].to_vec();
+    reseal_header_crc(&mut file);
+    assert_eq!(
+        file[..HEADER_LEN],
+        sealed,
+        "an unchanged body keeps its header"
+    );
+    let last = file.len() - 1;
+    file[last] ^= 0x40;
+    assert!(Model::parse(view(&aligned(&file), file.len())).is_err());
+    reseal_header_crc(&mut file);
+    let crc = &file[field::CRC32..field::CRC32 + 4];
+    assert_eq!(crc, body_crc(&file).to_le_bytes());
+    assert!(Model::parse(view(&aligned(&file), file.len())).is_ok());
+    assert_eq!(file[..56], sealed[..56], "only the CRC field changes");
+    assert_eq!(file[60..HEADER_LEN], sealed[60..]);
+    // Too short to have a header: left alone.
+    let mut short = file[..HEADER_LEN - 1].to_vec();
+    reseal_header_crc(&mut short);
+    assert_eq!(short, file[..HEADER_LEN - 1]);
+}
+
 /// The exact header of `tiny_model()`.
 ///
 /// If this test fails, the bytes `write_file` produces for the same model changed: that is a

@@ -1,177 +1,37 @@
 //! Board profiles (`boards/*.toml`): target triple, CPU features the kernels may use, cores,
-//! default camera, GPIO lines, install paths. The shipped profiles are built in; `--board FILE`
-//! reads another.
+//! default camera, GPIO lines, install paths. The schema, the shipped profiles (built in) and
+//! the unit template are the `resq-board` crate's, shared with `resq flash`; here is what the
+//! board itself does with a profile: `--board NAME | FILE`, the host's default, and the CPU
+//! check ([`ProfileExt`]).
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use resq_io::ResultExt;
-use serde::Deserialize;
 
-/// The shipped profiles, by name.
-pub const BUILTIN: &[(&str, &str)] = &[
-    ("rpi4", include_str!("../../../boards/rpi4.toml")),
-    ("rpi5", include_str!("../../../boards/rpi5.toml")),
-    (
-        "jetson-nano",
-        include_str!("../../../boards/jetson-nano.toml"),
-    ),
-    (
-        "jetson-orin-nano",
-        include_str!("../../../boards/jetson-orin-nano.toml"),
-    ),
-    (
-        "generic-aarch64",
-        include_str!("../../../boards/generic-aarch64.toml"),
-    ),
-    (
-        "x86_64-host",
-        include_str!("../../../boards/x86_64-host.toml"),
-    ),
-];
+pub use resq_board::{
+    CameraProfile, GpioProfile, InstallProfile, Profile, WatchProfile, BUILTIN, UNIT_TEMPLATE,
+};
 
-/// The systemd unit template (`boards/resq-fw.service`).
-pub const UNIT_TEMPLATE: &str = include_str!("../../../boards/resq-fw.service");
-
-/// A board profile.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Profile {
-    /// Profile name (`--board NAME`).
-    pub name: String,
-    /// The board, in words.
-    pub description: String,
-    /// Rust target triple to build for.
-    pub target: String,
-    /// CPU core (`-C target-cpu`, qemu `-cpu`).
-    pub cpu: String,
-    /// CPU features the kernels may use on this board; `resq-fw` warns when the running CPU
-    /// lacks one.
-    pub features: Vec<String>,
-    /// CPU cores.
-    pub cores: usize,
-    /// Default inference worker threads.
-    #[serde(default = "one")]
-    pub threads: usize,
-    /// Default smoothing window for cameras, frames.
-    #[serde(default = "one")]
-    pub smooth: usize,
-    /// Camera defaults.
-    pub camera: CameraProfile,
-    /// GPIO lines (none by default).
-    #[serde(default)]
-    pub gpio: GpioProfile,
-    /// Where things go on the board.
-    pub install: InstallProfile,
-}
-
-fn one() -> usize {
-    1
-}
-
-/// Camera defaults.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct CameraProfile {
-    /// Default `--camera` URI.
-    pub uri: String,
-    /// Other URIs known to work on this board (e.g. the CSI camera through GStreamer).
-    #[serde(default)]
-    pub alternatives: Vec<String>,
-}
-
-/// GPIO lines.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct GpioProfile {
-    /// GPIO character device, e.g. `/dev/gpiochip0`.
-    pub chip: Option<String>,
-    /// Line of the status LED (lit while frames flow).
-    pub status_led: Option<u32>,
-    /// Lines that go high while a class leads.
-    #[serde(default)]
-    pub watch: Vec<WatchProfile>,
-}
-
-/// One watched class.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct WatchProfile {
-    /// Class label, as in the model's labels.
-    pub label: String,
-    /// GPIO line.
-    pub line: u32,
-    /// Score at or above which the line goes high.
-    #[serde(default = "half")]
-    pub threshold: f32,
-}
-
-fn half() -> f32 {
-    0.5
-}
-
-/// Install paths.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct InstallProfile {
-    /// The `resq-fw` binary.
-    pub bin: String,
-    /// The model file the service runs.
-    pub model: String,
-    /// The systemd unit.
-    pub unit: String,
-    /// The unprivileged user the service runs as.
-    pub user: String,
-}
-
-impl Profile {
-    /// Parses a profile; `origin` names it in errors.
-    pub fn parse(text: &str, origin: &str) -> Result<Profile> {
-        let p: Profile = toml::from_str(text).with_context(|| {
-            format!("board profile {origin} is not valid (see boards/README.md for the fields)")
-        })?;
-        for f in &p.features {
-            if !known_features(arch_of(&p.target)).contains(&f.as_str()) {
-                bail!(
-                    "board profile {origin}: CPU feature `{f}` is unknown for {}; known: {}",
-                    p.target,
-                    known_features(arch_of(&p.target)).join(", ")
-                );
-            }
-        }
-        if p.cores == 0 || p.threads == 0 {
-            bail!("board profile {origin}: `cores` and `threads` must be at least 1");
-        }
-        Ok(p)
-    }
-
+/// What `resq-fw` adds to a [`Profile`]: loading by name or file, the host's default, the
+/// CPU check.
+pub trait ProfileExt: Sized {
     /// A built-in profile by name, or a profile file by path (read with a size limit). Every
     /// error is bad input (exit status [`resq_io::exit::BAD_INPUT`]).
-    pub fn load(name_or_file: &str) -> Result<Profile> {
-        Profile::load_unclassified(name_or_file).bad_input()
-    }
-
-    fn load_unclassified(name_or_file: &str) -> Result<Profile> {
-        if let Some((_, text)) = BUILTIN.iter().find(|(n, _)| *n == name_or_file) {
-            return Profile::parse(text, &format!("`{name_or_file}` (built in)"));
-        }
-        let path = Path::new(name_or_file);
-        if path.exists() {
-            let text = resq_io::read_text(path, "board profile")?;
-            return Profile::parse(&text, &path.display().to_string());
-        }
-        bail!(
-            "no board `{name_or_file}`: use one of {} or the path of a profile file",
-            BUILTIN
-                .iter()
-                .map(|(n, _)| *n)
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    }
-
+    fn load(name_or_file: &str) -> Result<Self>;
     /// The profile for the machine this runs on, when none is named.
-    pub fn default_for_host() -> Profile {
+    fn default_for_host() -> Self;
+    /// Warnings about this machine against the profile: another architecture, or a CPU
+    /// feature the profile promises that this CPU lacks.
+    fn check_cpu(&self) -> Vec<String>;
+}
+
+impl ProfileExt for Profile {
+    fn load(name_or_file: &str) -> Result<Profile> {
+        load_unclassified(name_or_file).bad_input()
+    }
+
+    fn default_for_host() -> Profile {
         let name = if cfg!(target_arch = "aarch64") {
             "generic-aarch64"
         } else {
@@ -181,10 +41,8 @@ impl Profile {
         Profile::load(name).unwrap_or_else(|e| unreachable!("built-in profile {name}: {e:#}"))
     }
 
-    /// Warnings about this machine against the profile: another architecture, or a CPU feature
-    /// the profile promises that this CPU lacks.
-    pub fn check_cpu(&self) -> Vec<String> {
-        let arch = arch_of(&self.target);
+    fn check_cpu(&self) -> Vec<String> {
+        let arch = self.arch();
         if arch != std::env::consts::ARCH {
             return vec![format!(
                 "board profile `{}` is for {arch} but this machine is {}; its CPU features are not checked",
@@ -204,47 +62,26 @@ impl Profile {
             })
             .collect()
     }
+}
 
-    /// The systemd unit for this board, running `model` (default: the profile's install path).
-    pub fn unit(&self, model: Option<&str>) -> String {
-        UNIT_TEMPLATE
-            .replace("@NAME@", &self.name)
-            .replace("@DESCRIPTION@", &self.description)
-            .replace("@BIN@", &self.install.bin)
-            .replace("@MODEL@", model.unwrap_or(&self.install.model))
-            .replace("@USER@", &self.install.user)
+fn load_unclassified(name_or_file: &str) -> Result<Profile> {
+    if let Some(text) = resq_board::builtin(name_or_file) {
+        let origin = format!("`{name_or_file}` (built in)");
+        return Ok(Profile::parse(text, &origin)?);
     }
-}
-
-fn arch_of(target: &str) -> &str {
-    target.split('-').next().unwrap_or(target)
-}
-
-fn known_features(arch: &str) -> &'static [&'static str] {
-    match arch {
-        "aarch64" => &[
-            "neon", "dotprod", "i8mm", "fp16", "bf16", "sve", "sve2", "crc", "aes", "sha2",
-        ],
-        "x86_64" => &[
-            "sse2",
-            "ssse3",
-            "sse4.1",
-            "sse4.2",
-            "popcnt",
-            "avx",
-            "avx2",
-            "fma",
-            "f16c",
-            "avx512f",
-            "avx512bw",
-            "avx512vnni",
-            "avxvnni",
-        ],
-        _ => &[],
+    let path = Path::new(name_or_file);
+    if path.exists() {
+        let text = resq_io::read_text(path, "board profile")?;
+        return Ok(Profile::parse(&text, &path.display().to_string())?);
     }
+    bail!(
+        "no board `{name_or_file}`: use one of {} or the path of a profile file",
+        resq_board::names().join(", ")
+    )
 }
 
-/// Whether the running CPU has `feature` (names as in [`known_features`] for this architecture).
+/// Whether the running CPU has `feature` (names as in [`resq_board::known_features`] for this
+/// architecture).
 pub fn has_feature(feature: &str) -> bool {
     #[cfg(target_arch = "aarch64")]
     {
@@ -293,6 +130,7 @@ pub fn has_feature(feature: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use resq_board::arch_of;
 
     #[test]
     fn every_builtin_profile_parses_and_is_named_after_itself() {

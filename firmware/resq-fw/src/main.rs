@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use resq_fw::board::Profile;
+use resq_fw::board::{Profile, ProfileExt};
 use resq_fw::classify::{top_k, Classifier, MAX_TOP_K};
 use resq_fw::frame::FrameBuf;
 use resq_fw::gpio::{open_line, Indicators};

@@ -1,8 +1,9 @@
 //! Image files (PNG, JPEG) decoded with limits checked before the pixels are allocated, and
 //! damaged files refused rather than half-decoded.
 
+use std::collections::HashSet;
 use std::io::Cursor;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use image::RgbImage;
 
@@ -12,6 +13,59 @@ use crate::{bad_input, read_limited, MAX_IMAGE_FILE_BYTES};
 pub const MAX_IMAGE_SIDE: u32 = 16384;
 /// Largest number of pixels of a decoded image (64 Mpixel: 192 MB as RGB).
 pub const MAX_IMAGE_PIXELS: u64 = 64 << 20;
+
+/// Whether `path` names a PNG or JPEG file, by its extension (any case).
+pub fn is_image_path(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
+}
+
+/// Every PNG / JPEG file under `dir` (recursively, following symbolic links), sorted by
+/// path, so runs are deterministic. Each folder is entered once and each file listed once
+/// however many links lead to it (a link back to a parent would otherwise repeat the tree
+/// until the path is too long). A folder without images gives an empty list; a folder that
+/// does not exist, `ErrorKind::NotFound`. Errors name the folder.
+pub fn list_images(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    fn walk(
+        dir: &Path,
+        out: &mut Vec<PathBuf>,
+        seen_dirs: &mut HashSet<PathBuf>,
+        seen_files: &mut HashSet<PathBuf>,
+    ) -> std::io::Result<()> {
+        let named = |e: std::io::Error| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot read folder {}: {e}", dir.display()),
+            )
+        };
+        if !seen_dirs.insert(std::fs::canonicalize(dir).map_err(named)?) {
+            return Ok(());
+        }
+        let mut entries = std::fs::read_dir(dir)
+            .map_err(named)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(named)?;
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                walk(&path, out, seen_dirs, seen_files)?;
+            } else if is_image_path(&path) {
+                // A dangling link has no canonical path: keep it, loading names it.
+                let real = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+                if seen_files.insert(real) {
+                    out.push(path);
+                }
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out, &mut HashSet::new(), &mut HashSet::new())?;
+    out.sort();
+    Ok(out)
+}
 
 /// Reads and decodes an image file as RGB, refusing files over [`MAX_IMAGE_FILE_BYTES`],
 /// images over [`MAX_IMAGE_SIDE`] or [`MAX_IMAGE_PIXELS`], and truncated or damaged files
@@ -131,5 +185,33 @@ mod tests {
     fn text_is_not_an_image() {
         let e = decode_image(b"label,file\n").unwrap_err();
         assert!(e.contains("not a PNG or JPEG"), "{e}");
+    }
+
+    #[test]
+    fn listing_follows_links_once_and_skips_other_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir(root.join("b")).unwrap();
+        for f in ["a.PNG", "b/c.jpeg", "b/d.jpg", "notes.txt", "b/e.bmp"] {
+            std::fs::write(root.join(f), b"x").unwrap();
+        }
+        // A link back to the root (a loop) and a second name for one file.
+        std::os::unix::fs::symlink(root, root.join("b/loop")).unwrap();
+        std::os::unix::fs::symlink(root.join("a.PNG"), root.join("z.png")).unwrap();
+        let names: Vec<String> = list_images(root)
+            .unwrap()
+            .iter()
+            .map(|p| p.strip_prefix(root).unwrap().display().to_string())
+            .collect();
+        assert_eq!(names, ["a.PNG", "b/c.jpeg", "b/d.jpg"]);
+    }
+
+    #[test]
+    fn listing_a_missing_folder_is_not_found_and_names_it() {
+        let e = list_images(Path::new("/nonexistent/resq-images")).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+        assert!(e.to_string().contains("/nonexistent/resq-images"), "{e}");
+        let empty = tempfile::tempdir().unwrap();
+        assert!(list_images(empty.path()).unwrap().is_empty());
     }
 }

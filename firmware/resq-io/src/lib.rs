@@ -14,9 +14,11 @@ use std::process::ExitCode;
 use resq_engine::AlignedBytes;
 use resq_format::{Header, HEADER_LEN};
 
+mod atomic;
 pub mod image_file;
 pub mod timing;
 
+pub use atomic::write_atomic;
 pub use image_file::{read_image, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE};
 
 /// Largest `.resq` file either tool reads (a full-size ResNet-152 is about 60 MB).
@@ -322,9 +324,29 @@ pub fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
+/// `bytes` in lower-case hexadecimal, two digits a byte (SHA-256 sums, digests).
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_is_two_lower_case_digits_a_byte() {
+        assert_eq!(hex(&[]), "");
+        assert_eq!(hex(&[0x00, 0x0f, 0xa0, 0xff, 0x3c]), "000fa0ff3c");
+        let all: Vec<u8> = (0..=255).collect();
+        let want: String = all.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex(&all), want);
+    }
 
     #[test]
     fn dev_zero_is_refused_as_a_model_after_its_header() {

@@ -105,12 +105,13 @@ impl AFormat {
 /// A register-tile micro-kernel: `mr` output pixels × `nr` output channels, reducing `kr`
 /// values of `k` per step, with the epilogue fused.
 ///
-/// Named `qs8_igemm_{mr}x{nr}c{kr}__{isa}` (XNNPACK's convention: datatype, op, tile, arch).
+/// Named `qs8_qc8w_igemm_{mr}x{nr}c{kr}__{isa}` (XNNPACK's convention: datatype, per-channel
+/// weights, op, tile, arch).
 /// Descriptors are `static`s inside this crate; [`crate::Kernels::new`] hands one out only
 /// after checking the CPU runs it, which is what makes [`GemmUkernel::run`] safe.
 #[derive(Debug)]
 pub struct GemmUkernel {
-    /// `qs8_igemm_{mr}x{nr}c{kr}__{isa}`.
+    /// `qs8_qc8w_igemm_{mr}x{nr}c{kr}__{isa}`.
     pub name: &'static str,
     /// Rows (output pixels) per tile, ≤ [`MAX_MR`].
     pub mr: usize,
@@ -601,7 +602,7 @@ impl GemmPlan {
 /// every target. Safe code; the `unsafe fn` signature only matches the descriptor's.
 #[allow(non_upper_case_globals)]
 pub(crate) static QS8_IGEMM_4X16C4__SCALAR: GemmUkernel = GemmUkernel {
-    name: "qs8_igemm_4x16c4__scalar",
+    name: "qs8_qc8w_igemm_4x16c4__scalar",
     mr: 4,
     nr: 16,
     kr: 4,

@@ -26,6 +26,8 @@
 #[cfg(any(unix, windows))]
 extern crate std;
 
+use core::ops::Range;
+
 mod arch;
 pub mod dwconv;
 pub mod gemm;
@@ -123,7 +125,78 @@ impl Geometry {
             .checked_sub(self.pad[axis])
             .filter(|&i| i < self.input[axis])
     }
+
+    /// The input cells `(sy, sx)` of output pixel `(y, x)`'s window that lie inside the input,
+    /// row by row (the taps [`Geometry::source`] maps to `Some`, in the order of nested `ky`,
+    /// `kx` loops): what pooling reads. Taps in the padding are skipped.
+    #[inline(always)]
+    pub fn window(&self, y: usize, x: usize) -> Window {
+        let (rows, cols) = (self.span(0, y), self.span(1, x));
+        Window {
+            sx: cols.start,
+            // No columns, no cells: start exhausted.
+            rows: if cols.is_empty() {
+                rows.end..rows.end
+            } else {
+                rows
+            },
+            cols,
+        }
+    }
+
+    /// The input indices on `axis` read by output `o`'s taps, padding excluded.
+    #[inline(always)]
+    fn span(&self, axis: usize, o: usize) -> Range<usize> {
+        // Tap `k` reads padded position `o · stride + k`; the input is padded positions
+        // `pad..pad + input`.
+        let (first, pad) = (o * self.stride[axis], self.pad[axis]);
+        let start = first.max(pad) - pad;
+        let end = (first + self.kernel[axis])
+            .min(pad + self.input[axis])
+            .saturating_sub(pad);
+        start..end.max(start)
+    }
 }
+
+/// The in-bounds cells of one pooling window, from [`Geometry::window`]: yields `(sy, sx)`.
+#[derive(Clone, Debug)]
+pub struct Window {
+    /// Rows left (the first is the current one).
+    rows: Range<usize>,
+    /// Columns of every row.
+    cols: Range<usize>,
+    /// Next column of the current row.
+    sx: usize,
+}
+
+impl Iterator for Window {
+    type Item = (usize, usize);
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<(usize, usize)> {
+        if self.rows.is_empty() {
+            return None;
+        }
+        let cell = (self.rows.start, self.sx);
+        self.sx += 1;
+        if self.sx == self.cols.end {
+            self.sx = self.cols.start;
+            self.rows.start += 1;
+        }
+        Some(cell)
+    }
+
+    #[inline(always)]
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = match self.rows.len() {
+            0 => 0,
+            rows => rows * self.cols.len() - (self.sx - self.cols.start),
+        };
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for Window {}
 
 /// Everything a convolution does after the dot products: bias, requantization, the fused
 /// residual add and the clamp.

@@ -11,7 +11,7 @@
 
 use core::ops::Range;
 
-use crate::Geometry;
+use crate::{Epilogue, Geometry, ResidualOperand};
 
 /// A tensor's values, borrowed.
 #[derive(Clone, Copy, Debug)]
@@ -203,7 +203,35 @@ pub struct MixedEpilogue<'a> {
     pub residual: Option<MixedResidual<'a>>,
 }
 
-impl MixedEpilogue<'_> {
+impl<'a> MixedEpilogue<'a> {
+    /// The same epilogue as the int8 kernels take it, when every part fits their types: i32
+    /// biases, an int8 zero point and clamp, an int8 residual (`None` otherwise). On an int8
+    /// output both compute the same bytes (the property tests check it).
+    pub fn as_int8(&self) -> Option<Epilogue<'a>> {
+        let MixedBias::I32(bias) = self.bias else {
+            return None;
+        };
+        let residual = match self.residual {
+            None => None,
+            Some(r) => Some(ResidualOperand {
+                values: r.values.as_i8()?,
+                zero_point: i8::try_from(r.zero_point).ok()?,
+                mult: r.mult,
+            }),
+        };
+        Some(Epilogue {
+            bias,
+            mults: self.mults,
+            shift: self.shift,
+            zero_point: i8::try_from(self.zero_point).ok()?,
+            clamp: [
+                i8::try_from(self.clamp[0]).ok()?,
+                i8::try_from(self.clamp[1]).ok()?,
+            ],
+            residual,
+        })
+    }
+
     /// `clamp(zp + round_shift(acc·mult[c] + (r − zp_r)·mult_r, shift))`.
     #[inline(always)]
     fn apply(&self, acc: i64, c: usize, index: usize, range: [i64; 2]) -> i64 {
@@ -349,17 +377,11 @@ pub fn max_pool(geo: &Geometry, input: Values, mut output: ValuesMut) {
     let [oh, ow, _] = geo.output;
     for y in 0..oh {
         for x in 0..ow {
+            let window = geo.window(y, x);
             for ch in 0..c {
                 let mut best = i64::MIN;
-                for ky in 0..geo.kernel[0] {
-                    let Some(sy) = geo.source(0, y, ky) else {
-                        continue;
-                    };
-                    for kx in 0..geo.kernel[1] {
-                        if let Some(sx) = geo.source(1, x, kx) {
-                            best = best.max(input.get((sy * iw + sx) * c + ch));
-                        }
-                    }
+                for (sy, sx) in window.clone() {
+                    best = best.max(input.get((sy * iw + sx) * c + ch));
                 }
                 let range = output.range();
                 output.set((y * ow + x) * c + ch, best.clamp(range[0], range[1]));
@@ -386,20 +408,13 @@ pub fn avg_pool(
     let range = output.range();
     for y in 0..oh {
         for x in 0..ow {
+            let window = geo.window(y, x);
             for ch in 0..c {
                 let mut sum = 0i64;
                 let mut n = 0usize;
-                for ky in 0..geo.kernel[0] {
-                    let Some(sy) = geo.source(0, y, ky) else {
-                        continue;
-                    };
-                    for kx in 0..geo.kernel[1] {
-                        let Some(sx) = geo.source(1, x, kx) else {
-                            continue;
-                        };
-                        sum += input.get((sy * iw + sx) * c + ch) - input_zp as i64;
-                        n += 1;
-                    }
+                for (sy, sx) in window.clone() {
+                    sum += input.get((sy * iw + sx) * c + ch) - input_zp as i64;
+                    n += 1;
                 }
                 let n = if count_include_pad { area } else { n.max(1) };
                 let v =

@@ -21,17 +21,9 @@ pub fn max_pool(geo: &Geometry, input: &[i8], out: &mut [i8], rows: Range<usize>
         let (y, x) = (m / ow, m % ow);
         let o = &mut out[m * c - base..][..c];
         o.fill(i8::MIN);
-        for ky in 0..geo.kernel[0] {
-            let Some(sy) = geo.source(0, y, ky) else {
-                continue;
-            };
-            for kx in 0..geo.kernel[1] {
-                let Some(sx) = geo.source(1, x, kx) else {
-                    continue;
-                };
-                for (o, &v) in o.iter_mut().zip(&input[(sy * iw + sx) * c..][..c]) {
-                    *o = (*o).max(v);
-                }
+        for (sy, sx) in geo.window(y, x) {
+            for (o, &v) in o.iter_mut().zip(&input[(sy * iw + sx) * c..][..c]) {
+                *o = (*o).max(v);
             }
         }
     }
@@ -66,19 +58,11 @@ pub fn avg_pool(
             let mut acc = [0i32; BLOCK];
             let acc = &mut acc[..n];
             let mut cells = 0usize;
-            for ky in 0..geo.kernel[0] {
-                let Some(sy) = geo.source(0, y, ky) else {
-                    continue;
-                };
-                for kx in 0..geo.kernel[1] {
-                    let Some(sx) = geo.source(1, x, kx) else {
-                        continue;
-                    };
-                    cells += 1;
-                    let px = &input[(sy * iw + sx) * c + c0..][..n];
-                    for (a, &v) in acc.iter_mut().zip(px) {
-                        *a += v as i32;
-                    }
+            for (sy, sx) in geo.window(y, x) {
+                cells += 1;
+                let px = &input[(sy * iw + sx) * c + c0..][..n];
+                for (a, &v) in acc.iter_mut().zip(px) {
+                    *a += v as i32;
                 }
             }
             let count = if count_include_pad {

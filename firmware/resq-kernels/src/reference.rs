@@ -62,18 +62,10 @@ pub fn max_pool(geo: &Geometry, input: &[i8], output: &mut [i8]) {
         for x in 0..ow {
             let out = &mut output[(y * ow + x) * c..][..c];
             out.fill(i8::MIN);
-            for ky in 0..geo.kernel[0] {
-                let Some(sy) = geo.source(0, y, ky) else {
-                    continue;
-                };
-                for kx in 0..geo.kernel[1] {
-                    let Some(sx) = geo.source(1, x, kx) else {
-                        continue;
-                    };
-                    let px = &input[(sy * iw + sx) * c..][..c];
-                    for (o, &v) in out.iter_mut().zip(px) {
-                        *o = (*o).max(v);
-                    }
+            for (sy, sx) in geo.window(y, x) {
+                let px = &input[(sy * iw + sx) * c..][..c];
+                for (o, &v) in out.iter_mut().zip(px) {
+                    *o = (*o).max(v);
                 }
             }
         }
@@ -101,20 +93,13 @@ pub fn avg_pool(
     let area = geo.kernel[0] * geo.kernel[1];
     for y in 0..oh {
         for x in 0..ow {
+            let window = geo.window(y, x);
             for ch in 0..c {
                 let mut sum = 0i64;
                 let mut n = 0usize;
-                for ky in 0..geo.kernel[0] {
-                    let Some(sy) = geo.source(0, y, ky) else {
-                        continue;
-                    };
-                    for kx in 0..geo.kernel[1] {
-                        let Some(sx) = geo.source(1, x, kx) else {
-                            continue;
-                        };
-                        sum += input[(sy * iw + sx) * c + ch] as i64 - input_zp as i64;
-                        n += 1;
-                    }
+                for (sy, sx) in window.clone() {
+                    sum += input[(sy * iw + sx) * c + ch] as i64 - input_zp as i64;
+                    n += 1;
                 }
                 let n = if count_include_pad { area } else { n.max(1) };
                 output[(y * ow + x) * c + ch] = finish(

@@ -15,6 +15,8 @@ use resq_kernels::{pool, reference, Epilogue, Geometry, Isa, Kernels, ResidualOp
 const SENTINEL: i8 = 0x55;
 
 /// The fast tiers this machine runs (the reference is the oracle, not a candidate).
+/// `RESQ_REQUIRE_TIERS=generic,neon,…` (set by tests/tests/cross.rs for each emulated CPU)
+/// fails the run unless exactly those tiers run.
 fn tiers() -> Vec<Kernels> {
     let mut out = Vec::new();
     for isa in Isa::ALL {
@@ -25,6 +27,14 @@ fn tiers() -> Vec<Kernels> {
             Some(k) => out.push(k),
             None => eprintln!("skipping {isa}: not supported by this CPU or build"),
         }
+    }
+    if let Ok(required) = std::env::var("RESQ_REQUIRE_TIERS") {
+        let ran: Vec<String> = out.iter().map(|k| k.isa().to_string()).collect();
+        assert_eq!(
+            ran.join(","),
+            required,
+            "RESQ_REQUIRE_TIERS: the fast tiers this CPU runs"
+        );
     }
     out
 }
@@ -597,4 +607,44 @@ proptest! {
         }
         prop_assert_eq!(&got, &want);
     }
+}
+
+/// On aarch64 (under qemu, or natively): each tier the CPU reports has its kernel, named as
+/// its ISA, the tiers it does not report are refused, and `Isa::detect()` picks the best.
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn aarch64_tiers_have_their_kernels() {
+    let cpu = [
+        (Isa::Neon, true, "__neon_mull"),
+        (
+            Isa::Dotprod,
+            std::arch::is_aarch64_feature_detected!("dotprod"),
+            "__neondot",
+        ),
+        (
+            Isa::I8mm,
+            std::arch::is_aarch64_feature_detected!("i8mm"),
+            "__neoni8mm",
+        ),
+    ];
+    for (isa, has, suffix) in cpu {
+        match Kernels::new(isa) {
+            Some(k) => {
+                assert!(has, "{isa} kernels handed out on a CPU without the feature");
+                let g = k.gemm();
+                assert!(
+                    g.name.starts_with("qs8_qc8w_igemm_") && g.name.ends_with(suffix),
+                    "{isa} kernel {}",
+                    g.name
+                );
+                eprintln!(
+                    "aarch64 kernel {isa}: {} ({} x {}, kr {}, {:?})",
+                    g.name, g.mr, g.nr, g.kr, g.a_format
+                );
+            }
+            None => assert!(!has, "{isa}: the CPU has it but this build has no kernel"),
+        }
+    }
+    let best = cpu.iter().rev().find(|(_, has, _)| *has).unwrap().0;
+    assert_eq!(Isa::detect(), best);
 }

@@ -85,7 +85,13 @@ proptest! {
             residual: residual.then_some(MixedResidual { values: Values::I8(&r), zero_point: rzp as i32, mult: rmult }),
         };
         mixed::conv2d(&geo, groups, Values::I8(&x), xzp as i32, MixedWeights::I8(&wt), &mep, ValuesMut::I8(&mut got));
-        prop_assert_eq!(got, want);
+        prop_assert_eq!(&got, &want);
+
+        // The engine's int8 layers narrow the mixed epilogue it builds: the same bytes.
+        let narrowed = mep.as_int8().expect("an all-int8 epilogue narrows");
+        let mut again = vec![0x55i8; n];
+        reference::conv2d(&geo, groups, &x, xzp, &wt, &narrowed, &mut again);
+        prop_assert_eq!(again, want);
     }
 
     #[test]
@@ -335,4 +341,43 @@ fn conv_rows_pieces_equal_the_whole() {
     mixed::conv2d_rows(&geo, 1, Values::I16(&x), 0, w, &ep, 3..7, ValuesMut::I16(b));
     assert_eq!(pieces, whole);
     assert!(whole.iter().any(|&v| v != 0));
+}
+
+#[test]
+fn wide_epilogues_do_not_narrow_to_int8() {
+    let (bias32, bias64, mults, r16) = ([0i32; 2], [0i64; 2], [1i32; 2], [0i16; 2]);
+    let int8 = MixedEpilogue {
+        bias: MixedBias::I32(&bias32),
+        mults: &mults,
+        shift: 8,
+        zero_point: -3,
+        clamp: [-128, 127],
+        residual: None,
+    };
+    assert!(int8.as_int8().is_some());
+    let wide = [
+        MixedEpilogue {
+            bias: MixedBias::I64(&bias64),
+            ..int8
+        },
+        MixedEpilogue {
+            zero_point: 128,
+            ..int8
+        },
+        MixedEpilogue {
+            clamp: [-32768, 32767],
+            ..int8
+        },
+        MixedEpilogue {
+            residual: Some(MixedResidual {
+                values: Values::I16(&r16),
+                zero_point: 0,
+                mult: 1,
+            }),
+            ..int8
+        },
+    ];
+    for ep in wide {
+        assert!(ep.as_int8().is_none(), "{ep:?}");
+    }
 }

@@ -704,6 +704,32 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// `Geometry::window` (the pooling kernels' taps) yields exactly the oracle's cells, in
+    /// order, and knows how many are left; past the output it yields none that are not
+    /// inside the input.
+    #[test]
+    fn geometry_window_is_the_cells_inside_the_input(window in window(5)) {
+        let geo = window.geometry(1, 1);
+        let [oh, ow] = window.output();
+        for oy in 0..oh + 2 {
+            for ox in 0..ow + 2 {
+                let want: Vec<(usize, usize)> = window.cells(oy, ox).collect();
+                let mut taps = geo.window(oy, ox);
+                prop_assert_eq!(taps.len(), want.len());
+                let mut got = Vec::new();
+                while let Some(cell) = taps.next() {
+                    got.push(cell);
+                    prop_assert_eq!(taps.len(), want.len() - got.len());
+                }
+                prop_assert_eq!(got, want);
+            }
+        }
+    }
+}
+
 fn pool_geometry(input: [usize; 3], kernel: usize, stride: usize, pad: usize) -> Geometry {
     let o = |i| out_dim(i, kernel, stride, pad, pad);
     Geometry {

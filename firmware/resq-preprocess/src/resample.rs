@@ -284,7 +284,9 @@ impl Resampler {
                 actual: lut.len(),
             });
         }
-        self.run(frame, order, out, |ch, p| lut[ch * 256 + p as usize])
+        self.run(frame, order, out, |ch, p| {
+            resq_format::lut_value(lut, ch, p)
+        })
     }
 
     /// Resizes `frame` into `out` (`[h][w][c]`), mapping each channel value through `map`.

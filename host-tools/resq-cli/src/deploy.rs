@@ -738,7 +738,8 @@ pub fn run_device(a: DeviceArgs) -> Result<ExitCode> {
             ssh,
         } => {
             let t = Target::parse(&to).map_err(classify)?;
-            let r = resq_deploy::device::bench(&t, &ssh.options(), iterations).map_err(classify)?;
+            let r =
+                resq_deploy::measure::bench(&t, &ssh.options(), iterations).map_err(classify)?;
             if json {
                 say!("{}", serde_json::to_string(&r)?);
                 return Ok(ExitCode::SUCCESS);
@@ -785,7 +786,7 @@ pub fn run_device(a: DeviceArgs) -> Result<ExitCode> {
                     .map(|s| (s.path, s.label))
                     .collect();
             let bars = Bars::new(json);
-            let r = resq_deploy::device::eval(&t, &ssh.options(), &samples, &bars);
+            let r = resq_deploy::measure::eval(&t, &ssh.options(), &samples, &bars);
             bars.finish(&t.to_string(), r.is_ok());
             let r = r.map_err(classify)?;
             if json {

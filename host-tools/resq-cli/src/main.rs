@@ -10,13 +10,14 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use resq_engine::Engine;
 use resq_format::{Layout, Model, Op, ResizeMode};
 use resq_host::calibrate::Method;
-use resq_host::convert::{convert, write_atomic, ConvertOptions, ResizeOptions};
+use resq_host::convert::{convert_with_progress, write_atomic, ConvertOptions, ResizeOptions};
 use resq_host::eval::{evaluate, preprocess_of_model, Reference};
 use resq_host::images::labelled_dataset_for;
 use resq_host::synth::{synth_resnet, Arch, SynthSpec};
-use resq_io::{bad_input, exit, ResultExt};
+use resq_io::{bad_input, exit, hex, ResultExt};
 
 mod deploy;
+mod progress;
 
 #[derive(Parser)]
 #[command(
@@ -490,12 +491,11 @@ fn cmd_convert(a: ConvertArgs) -> Result<()> {
             MethodArg::Mse => Method::Mse,
         },
         labels: a.labels.clone(),
-        progress: !a.json,
         keep_int16: a.keep_int16,
         auto_fallback: a.auto_fallback.then_some(a.min_sqnr),
         warn_below_images: resq_host::convert::MIN_CALIB_IMAGES,
     };
-    let c = convert(&opts).bad_input()?;
+    let c = convert_with_progress(&opts, &progress::Bars::new(!a.json)).bad_input()?;
     for w in &c.warnings {
         eprintln!("warning: {w}");
     }
@@ -561,10 +561,6 @@ fn cmd_convert(a: ConvertArgs) -> Result<()> {
         println!("hint: {hint}");
     }
     Ok(())
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn cmd_inspect(a: InspectArgs) -> Result<()> {
@@ -844,15 +840,17 @@ fn cmd_report(a: ReportArgs) -> Result<()> {
             "resq report: pass -o report.html to write the page, or --json to print the numbers",
         ));
     }
-    let report = resq_host::report::build_report(&resq_host::report::ReportOptions {
-        file: a.model.path(),
-        reference: a.reference,
-        images: a.images,
-        labels: a.ground_truth,
-        max_images: a.max_images,
-        eval_images: a.eval_images,
-        progress: !a.json,
-    })
+    let report = resq_host::report::build_report_with_progress(
+        &resq_host::report::ReportOptions {
+            file: a.model.path(),
+            reference: a.reference,
+            images: a.images,
+            labels: a.ground_truth,
+            max_images: a.max_images,
+            eval_images: a.eval_images,
+        },
+        &progress::Bars::new(!a.json),
+    )
     .bad_input()?;
     for note in &report.notes {
         eprintln!("note: {note}");
@@ -988,9 +986,22 @@ fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// One layer's line of `resq bench --layers`.
+struct LayerTime {
+    /// Op kind and layer name, e.g. `conv layer1.0.conv1`.
+    layer: String,
+    /// Kernel, stride and output shape of a convolution (`3x3/1 [56, 56, 64]`); the output
+    /// shape of other layers.
+    shape: String,
+    /// Multiply-accumulates of a convolution; 0 for other layers.
+    macs: u64,
+    /// Median time, ms.
+    ms: f64,
+}
+
 /// Median time of each layer over `iters` runs, and multiply-accumulates of the convolutions.
 struct LayerTimes {
-    rows: Vec<(String, String, u64, f64)>,
+    rows: Vec<LayerTime>,
     /// Measured peak of the kernel tier's multiply-accumulate instruction on one core, GMAC/s.
     peak: Option<f64>,
     /// The same on all threads at once, summed.
@@ -1025,7 +1036,7 @@ fn bench_layers(engine: &mut Engine, input: &[i8], iters: usize) -> Result<Layer
                 }
                 _ => 0,
             };
-            let detail = match layer.op {
+            let shape = match layer.op {
                 Op::Conv(c) => format!(
                     "{}x{}/{} {:?}",
                     c.kernel[0],
@@ -1035,12 +1046,12 @@ fn bench_layers(engine: &mut Engine, input: &[i8], iters: usize) -> Result<Layer
                 ),
                 op => format!("{:?}", &m.tensor(op.output()).shape[1..]),
             };
-            (
-                format!("{} {}", layer.op.kind(), layer.name),
-                detail,
+            LayerTime {
+                layer: format!("{} {}", layer.op.kind(), layer.name),
+                shape,
                 macs,
-                t[t.len() / 2],
-            )
+                ms: t[t.len() / 2],
+            }
         })
         .collect();
     Ok(LayerTimes {
@@ -1055,24 +1066,30 @@ impl LayerTimes {
     fn conv_totals(&self) -> (u64, f64) {
         self.rows
             .iter()
-            .filter(|r| r.2 > 0)
-            .fold((0, 0.0), |(m, t), r| (m + r.2, t + r.3))
+            .filter(|r| r.macs > 0)
+            .fold((0, 0.0), |(m, t), r| (m + r.macs, t + r.ms))
     }
 
     fn print(&self) {
         println!(
             "  layer                                      shape                       ms   GMAC/s"
         );
-        for (name, detail, macs, ms) in &self.rows {
+        for LayerTime {
+            layer,
+            shape,
+            macs,
+            ms,
+        } in &self.rows
+        {
             let gmacs = if *macs > 0 {
                 format!("{:8.1}", *macs as f64 / ms / 1e6)
             } else {
                 String::new()
             };
-            println!("  {name:42.42} {detail:24.24} {ms:7.3} {gmacs}");
+            println!("  {layer:42.42} {shape:24.24} {ms:7.3} {gmacs}");
         }
         let (macs, ms) = self.conv_totals();
-        let total: f64 = self.rows.iter().map(|r| r.3).sum();
+        let total: f64 = self.rows.iter().map(|r| r.ms).sum();
         println!(
             "  convolutions: {:.2} GMAC in {ms:.2} ms = {:.1} GMAC/s ({:.0} % of the layer-by-layer total {total:.2} ms)",
             macs as f64 / 1e9,
@@ -1097,8 +1114,8 @@ impl LayerTimes {
             "conv_gmac_per_s": macs as f64 / ms / 1e6,
             "peak_gmac_per_s": self.peak,
             "peak_all_threads_gmac_per_s": self.peak_all,
-            "per_layer": self.rows.iter().map(|(name, detail, macs, ms)| serde_json::json!({
-                "layer": name, "shape": detail, "macs": macs, "ms": ms,
+            "per_layer": self.rows.iter().map(|r| serde_json::json!({
+                "layer": r.layer, "shape": r.shape, "macs": r.macs, "ms": r.ms,
             })).collect::<Vec<_>>(),
         })
     }
@@ -1125,7 +1142,7 @@ fn cmd_demo(output: &Path) -> Result<()> {
         "converting {} …",
         models.join("resnet8/model_float.onnx").display()
     );
-    let results = resq_host::demo::run_demo(&models, output, true)?;
+    let results = resq_host::demo::run_demo(&models, output, &progress::Bars::new(true))?;
     println!(
         "wrote {}; classifying the photos in {} with the int8 engine:",
         output.display(),

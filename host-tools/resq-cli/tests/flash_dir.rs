@@ -687,83 +687,32 @@ fn a_file_damaged_in_transfer_is_caught_by_its_hash_and_never_activated() {
 #[test]
 fn a_flash_killed_at_any_step_leaves_the_old_or_the_new_release_whole() {
     let dir = tempfile::tempdir().unwrap();
-    let (a, b, bad) = (bundle_a(), bundle_b(), bundle_bad());
-    let (ida, idb, idbad) = (bundle_id(&a), bundle_id(&b), bundle_id(&bad));
-    // The starting card: A current, an older release of the same content as previous.
-    let template = dir.path().join("template");
-    fs::create_dir(&template).unwrap();
-    assert!(flash_dir(&a, &template).status.success());
-    let to = |card: &Path| format!("dir:{}", card.display());
-    let list = |bundle: &Path| {
-        let card = dir.path().join("list");
-        let _ = fs::remove_dir_all(&card);
-        copy_tree(&template, &card);
-        let (_, text) = run_and_kill(
-            &["flash", "--bundle", s(bundle), "--to", &to(&card)],
-            &[("RESQ_FLASH_KILL_AT", "list")],
+    let flash = |card: &str, bundle: &Path, kill: &str| {
+        let to = format!("dir:{}", dir.path().join(card).display());
+        run_and_kill(
+            &["flash", "--bundle", s(bundle), "--to", &to],
+            &[("RESQ_FLASH_KILL_AT", kill)],
             None,
-        );
-        text.lines()
-            .filter_map(|l| l.strip_prefix("resq-kill-point "))
-            .map(str::to_string)
-            .collect::<Vec<_>>()
+        )
     };
-    let points = list(&b);
-    for p in [
-        "prepare:1",
-        "upload:1",
-        "uploaded:6",
-        "seal-manifest:1",
-        "activate-previous-link:1",
-        "activate-current:1",
-        "activated:1",
-    ] {
-        assert!(points.contains(&p.to_string()), "{p} in {points:?}");
-    }
-    // The switch-back path of a failing self-test.
-    let back: Vec<String> = list(&bad)
-        .into_iter()
-        .filter(|p| p.starts_with("restore") || p.starts_with("remove"))
-        .collect();
-    assert!(
-        back.iter().any(|p| p.starts_with("restore-current")),
-        "{back:?}"
-    );
-    let mut tried = 0;
-    for (bundle, new_id, selected) in [
-        (&b, &idb, select_points(&points)),
-        (&bad, &idbad, back.clone()),
-    ] {
-        for p in &selected {
-            let card = dir.path().join(format!("card{tried}"));
-            copy_tree(&template, &card);
-            let (_, text) = run_and_kill(
-                &["flash", "--bundle", s(bundle), "--to", &to(&card)],
-                &[("RESQ_FLASH_KILL_AT", p)],
-                None,
-            );
-            assert!(
-                text.contains("fault injection: stopping at"),
-                "{p}: not reached: {text}"
-            );
-            let now = current(&card);
-            assert!(
-                now.as_ref() == Some(&ida) || now.as_ref() == Some(new_id),
-                "{p}: current {now:?}"
-            );
-            // The next flash cleans up whatever the kill left and succeeds.
-            let o = flash_dir(&b, &card);
-            assert!(o.status.success(), "{p}: {}", both(&o));
-            assert_eq!(current(&card).as_ref(), Some(&idb), "{p}");
-            assert!(garbage(&card).is_empty(), "{p}: {:?}", garbage(&card));
-            tried += 1;
-            fs::remove_dir_all(&card).unwrap();
-        }
-    }
+    let n = kill_sweep(&KillSweep {
+        base: dir.path(),
+        flash: &flash,
+        expected: &[
+            "prepare:1",
+            "upload:1",
+            "uploaded:6",
+            "seal-manifest:1",
+            "activate-previous-link:1",
+            "activate-current:1",
+            "activated:1",
+        ],
+        point_prefix: "",
+        stopped: "fault injection: stopping at",
+    });
     println!(
-        "killed a dir: flash at {tried} points ({} listed, {} on the switch-back path)",
-        points.len(),
-        back.len()
+        "killed a dir: flash at {} points ({} listed, {} on the switch-back path)",
+        n.tried, n.listed, n.back
     );
 }
 
@@ -991,37 +940,12 @@ fn bad_inputs_are_clear_errors_that_name_what_to_change() {
     assert!(!dir.path().join("opt").exists(), "nothing was written");
 }
 
-/// A tmpfs of `size` mounted at `dir`, unmounted on drop; `None` where mounting is not
-/// allowed (not root, or a container without the right).
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, opts: &str) -> Option<Tmpfs> {
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
-            .arg(dir)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| Tmpfs(dir.to_path_buf()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn a_full_or_read_only_card_is_refused_and_left_as_it_was() {
     let dir = tempfile::tempdir().unwrap();
     let small = dir.path().join("small");
     fs::create_dir(&small).unwrap();
-    let Some(_m) = Tmpfs::mount(&small, "size=1m") else {
-        println!("skipped: cannot mount a tmpfs here");
-        return;
-    };
+    let _m = Tmpfs::mount(&small, "size=1m");
     let o = flash_dir(&bundle_a(), &small);
     assert!(!o.status.success());
     let e = err(&o);
@@ -1034,9 +958,7 @@ fn a_full_or_read_only_card_is_refused_and_left_as_it_was() {
 
     let ro = dir.path().join("ro");
     fs::create_dir(&ro).unwrap();
-    let Some(_r) = Tmpfs::mount(&ro, "size=64m,ro") else {
-        return;
-    };
+    let _r = Tmpfs::mount(&ro, "size=64m,ro");
     let o = flash_dir(&bundle_a(), &ro);
     assert!(!o.status.success());
     let e = err(&o);

@@ -405,24 +405,16 @@ fn a_full_disk_or_missing_permission_on_the_board_is_a_clear_error() {
     let uri = b.uri();
     let small = b.prefix().join("small");
     fs::create_dir(&small).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-        .arg(&small)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if mounted {
+    {
+        let _m = common::Tmpfs::mount(&small, "size=1m");
         let to = format!("{uri}/small");
         let o = resq(&b.args(&["flash", "--bundle", s(&bundle_a()), "--to", &to]));
-        let _ = std::process::Command::new("umount").arg(&small).status();
         assert!(!o.status.success());
         let e = err(&o);
         assert!(
             e.contains("MiB free") && e.contains("nothing was changed"),
             "{e}"
         );
-    } else {
-        println!("skipped the full-disk case: cannot mount a tmpfs here");
     }
     // A prefix where a file stands in the way of opt/resq: the board user cannot create it.
     fs::write(b.prefix().join("opt"), "not a folder").unwrap();
@@ -609,77 +601,33 @@ fn device_bench_and_eval_print_the_boards_figures() {
 #[test]
 fn an_ssh_flash_killed_at_any_step_leaves_the_old_or_the_new_release_whole() {
     let b = Board::new();
-    let (a, bb, bad) = (bundle_a(), bundle_b(), bundle_bad());
-    let (ida, idb, idbad) = (bundle_id(&a), bundle_id(&bb), bundle_id(&bad));
     let uri = b.uri();
-    let run = |card: &str, bundle: &Path, kill: &str| {
+    let flash = |card: &str, bundle: &Path, kill: &str| {
         let to = format!("{uri}/{card}");
-        let mut v = vec!["flash", "--bundle", s(bundle), "--to", &to];
-        v.extend(b.flags.iter().map(String::as_str));
-        run_and_kill(&v, &[("RESQ_FLASH_KILL_AT", kill)], None)
+        run_and_kill(
+            &b.args(&["flash", "--bundle", s(bundle), "--to", &to]),
+            &[("RESQ_FLASH_KILL_AT", kill)],
+            None,
+        )
     };
-    // The starting device folder: A current.
-    assert_eq!(run("template", &a, "").0, Some(0));
-    let template = b.prefix().join("template");
-    let list = |bundle: &Path| {
-        let _ = fs::remove_dir_all(b.prefix().join("list"));
-        copy_tree(&template, &b.prefix().join("list"));
-        let (_, text) = run("list", bundle, "list");
-        text.lines()
-            .filter_map(|l| l.strip_prefix("resq-kill-point "))
-            .map(str::to_string)
-            .collect::<Vec<_>>()
-    };
-    let points = list(&bb);
-    for p in [
-        "remote-prepare:1",
-        "upload:1",
-        "remote-received:1",
-        "remote-seal-verified:6",
-        "remote-seal-manifest:1",
-        "remote-activate-previous:1",
-        "remote-switched:1",
-    ] {
-        assert!(points.contains(&p.to_string()), "{p} in {points:?}");
-    }
-    // The switch-back path: points of a flash whose self-test fails.
-    let back: Vec<String> = list(&bad)
-        .into_iter()
-        .filter(|p| p.starts_with("remote-restore") || p.starts_with("remote-remove"))
-        .collect();
-    assert!(
-        back.iter().any(|p| p.starts_with("remote-restore-current")),
-        "{back:?}"
-    );
-    let mut tried = 0;
-    for (bundle, new_id, selected) in [
-        (&bb, &idb, select_points(&points)),
-        (&bad, &idbad, back.clone()),
-    ] {
-        for p in &selected {
-            let name = format!("card{tried}");
-            let card = b.prefix().join(&name);
-            copy_tree(&template, &card);
-            let (_, text) = run(&name, bundle, p);
-            assert!(text.contains("fault injection"), "{p}: not reached: {text}");
-            let now = check_whole(&card, p);
-            assert!(
-                now.as_ref() == Some(&ida) || now.as_ref() == Some(new_id),
-                "{p}: current {now:?}"
-            );
-            // The next flash cleans up whatever the kill left and succeeds.
-            let (code, text) = run(&name, &bb, "");
-            assert_eq!(code, Some(0), "{p}: {text}");
-            assert_eq!(check_whole(&card, p).as_ref(), Some(&idb), "{p}");
-            assert!(garbage(&card).is_empty(), "{p}: {:?}", garbage(&card));
-            tried += 1;
-            fs::remove_dir_all(&card).unwrap();
-        }
-    }
+    let n = kill_sweep(&KillSweep {
+        base: b.prefix(),
+        flash: &flash,
+        expected: &[
+            "remote-prepare:1",
+            "upload:1",
+            "remote-received:1",
+            "remote-seal-verified:6",
+            "remote-seal-manifest:1",
+            "remote-activate-previous:1",
+            "remote-switched:1",
+        ],
+        point_prefix: "remote-",
+        stopped: "fault injection",
+    });
     println!(
-        "killed an ssh flash at {tried} points ({} listed, {} on the switch-back path)",
-        points.len(),
-        back.len()
+        "killed an ssh flash at {} points ({} listed, {} on the switch-back path)",
+        n.tried, n.listed, n.back
     );
 }
 

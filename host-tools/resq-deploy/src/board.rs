@@ -1,18 +1,13 @@
-//! The parts of a board profile (`boards/*.toml`) that deployment needs: name, target triple,
-//! install paths. The full schema is `resq-fw`'s (`firmware/resq-fw/src/board.rs`); the
-//! profile file is shipped whole in the bundle and checked by `resq-fw selftest --board` on
-//! the device.
+//! Board profiles as deployment sees them: name, target triple, install paths, and the
+//! profile's text, shipped whole in the bundle as `board.toml` and checked by `resq-fw
+//! selftest --board` on the device. The schema, the shipped profiles and the unit template are
+//! the `resq-board` crate's, the same `resq-fw` uses.
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+pub use resq_board::{InstallProfile, BUILTIN, UNIT_TEMPLATE};
 
-use crate::error::{Error, ErrorKind, Result};
-
-include!(concat!(env!("OUT_DIR"), "/boards.rs"));
-
-/// The systemd unit template (`boards/resq-fw.service`).
-pub const UNIT_TEMPLATE: &str = include_str!("../../../boards/resq-fw.service");
+use crate::error::{io_error, Error, ErrorKind, Result};
 
 /// A board profile, as far as deployment is concerned.
 #[derive(Clone, Debug)]
@@ -23,67 +18,47 @@ pub struct Board {
     pub description: String,
     /// Rust target triple of its firmware.
     pub target: String,
-    /// Systemd unit path on the board.
-    pub unit_path: String,
-    /// Where the unit runs `resq-fw` from (`[install] bin`); `resq flash --enable-service`
-    /// links it to the current release.
-    pub bin_path: String,
-    /// The model path the unit runs (`[install] model`); linked to the current release too.
-    pub model_path: String,
-    /// The user the service runs as.
-    pub user: String,
+    /// `[install]`: where the unit runs `resq-fw` from (`bin`) and on which model (`model`),
+    /// both of which `resq flash --enable-service` links to the current release; the unit's
+    /// path (`unit`) and the user the service runs as (`user`).
+    pub install: InstallProfile,
     /// The profile file's text, shipped as `board.toml`.
     pub text: String,
 }
 
-#[derive(Deserialize)]
-struct Raw {
-    name: String,
-    #[serde(default)]
-    description: String,
-    target: String,
-    install: RawInstall,
-}
-
-#[derive(Deserialize)]
-struct RawInstall {
-    bin: String,
-    model: String,
-    unit: String,
-    user: String,
-}
-
 impl Board {
-    /// Parses a profile; `origin` names it in errors.
+    /// Parses a profile; `origin` names it in errors. Only what deployment reads is looked
+    /// at ([`resq_board::Summary`]): the board's `resq-fw` checks the rest.
     pub fn parse(text: &str, origin: &str) -> Result<Board> {
-        let raw: Raw = toml::from_str(text).map_err(|e| {
+        let s = resq_board::Summary::parse(text, origin).map_err(|e| {
+            let why = match &e {
+                resq_board::Error::Syntax { source, .. } => source.to_string(),
+                other => other.to_string(),
+            };
             Error::new(
                 ErrorKind::BadInput,
-                format!("board profile {origin} is not valid: {e}"),
+                format!("board profile {origin} is not valid: {why}"),
             )
             .help("see boards/README.md for the fields, or pass --board with a shipped name")
         })?;
         Ok(Board {
-            name: raw.name,
-            description: raw.description,
-            target: raw.target,
-            unit_path: raw.install.unit,
-            bin_path: raw.install.bin,
-            model_path: raw.install.model,
-            user: raw.install.user,
+            name: s.name,
+            description: s.description,
+            target: s.target,
+            install: s.install,
             text: text.to_string(),
         })
     }
 
     /// A shipped profile by name, or a profile file by path.
     pub fn load(name_or_file: &str) -> Result<Board> {
-        if let Some((_, text)) = BUILTIN.iter().find(|(n, _)| *n == name_or_file) {
+        if let Some(text) = resq_board::builtin(name_or_file) {
             return Board::parse(text, &format!("`{name_or_file}` (built in)"));
         }
         let path = Path::new(name_or_file);
         if path.is_file() {
             let text = std::fs::read_to_string(path)
-                .map_err(|e| crate::error::io_error("cannot read board profile", path, &e))?;
+                .map_err(|e| io_error("cannot read board profile", path, &e))?;
             return Board::parse(&text, &path.display().to_string());
         }
         Err(Error::new(
@@ -92,22 +67,19 @@ impl Board {
         )
         .help(format!(
             "use one of {} or the path of a profile file",
-            BUILTIN
-                .iter()
-                .map(|(n, _)| *n)
-                .collect::<Vec<_>>()
-                .join(", ")
+            resq_board::names().join(", ")
         )))
     }
 
     /// The CPU architecture of the target triple (`aarch64`, `x86_64`, `armv7`, …).
     pub fn arch(&self) -> &str {
-        self.target.split('-').next().unwrap_or(&self.target)
+        resq_board::arch_of(&self.target)
     }
 
     /// The unit's file name (`resq-fw.service`).
     pub fn unit_name(&self) -> &str {
-        self.unit_path
+        self.install
+            .unit
             .rsplit('/')
             .next()
             .unwrap_or("resq-fw.service")
@@ -115,9 +87,7 @@ impl Board {
 
     /// Whether this is a shipped profile, unchanged: `resq-fw` on the board knows it by name.
     pub fn is_builtin(&self) -> bool {
-        BUILTIN
-            .iter()
-            .any(|(n, t)| *n == self.name && *t == self.text)
+        resq_board::builtin(&self.name) == Some(self.text.as_str())
     }
 
     /// The systemd unit for a release installed under `root` (the board's own view of
@@ -130,12 +100,7 @@ impl Board {
     /// know its name), and a release under a home folder gets `ProtectHome=read-only`
     /// (`ProtectHome=yes` would hide it from the service).
     pub fn unit(&self, root: &str) -> String {
-        let mut unit = UNIT_TEMPLATE
-            .replace("@NAME@", &self.name)
-            .replace("@DESCRIPTION@", &self.description)
-            .replace("@BIN@", &self.bin_path)
-            .replace("@MODEL@", &self.model_path)
-            .replace("@USER@", &self.user);
+        let mut unit = resq_board::unit(&self.name, &self.description, &self.install, None);
         if !self.is_builtin() {
             unit = unit
                 .lines()
@@ -162,9 +127,9 @@ impl Board {
     /// release installed under `root`: the profile's `[install] bin` and `model`.
     pub fn install_links(&self, root: &str) -> [(String, String); 2] {
         [
-            (self.bin_path.clone(), format!("{root}/current/resq-fw")),
+            (self.install.bin.clone(), format!("{root}/current/resq-fw")),
             (
-                self.model_path.clone(),
+                self.install.model.clone(),
                 format!("{root}/current/model.resq"),
             ),
         ]
@@ -240,7 +205,7 @@ mod tests {
         for (name, _) in BUILTIN {
             let b = Board::load(name).unwrap();
             assert_eq!(&b.name, name);
-            assert!(b.unit_path.ends_with(".service"), "{name}");
+            assert!(b.install.unit.ends_with(".service"), "{name}");
             assert!(elf_machine(b.arch()).is_some(), "{name}: {}", b.target);
         }
     }

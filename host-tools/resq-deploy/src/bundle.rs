@@ -16,6 +16,7 @@
 use std::io::Read;
 use std::path::Path;
 
+use resq_io::hex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -145,10 +146,6 @@ pub struct BundleSpec<'a> {
 /// SHA-256 of `data` in lower-case hex.
 pub fn sha256_hex(data: &[u8]) -> String {
     hex(&Sha256::digest(data))
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 impl BundleFile {
@@ -282,7 +279,7 @@ impl Bundle {
         let bytes = builder
             .into_inner()
             .map_err(|e| io_error("cannot write bundle", out, &e))?;
-        write_atomic(out, &bytes)?;
+        resq_io::write_atomic(out, &bytes).map_err(|e| io_error("cannot write", out, &e))?;
         Ok(TarFile {
             bytes: bytes.len() as u64,
             sha256: sha256_hex(&bytes),
@@ -650,31 +647,6 @@ fn firmware_machine(path: &Path) -> Option<u16> {
     let mut f = std::fs::File::open(path).ok()?;
     let n = resq_io::read_up_to(&mut f, &mut head).ok()?;
     (n == 20 && &head[..4] == b"\x7fELF").then(|| u16::from_le_bytes([head[18], head[19]]))
-}
-
-/// Writes through a temporary file and a rename, so a crash never leaves half a bundle.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io_error("cannot write", path, &e));
-    }
-    Ok(())
 }
 
 /// (`20250301T101500Z`, `2025-03-01T10:15:00Z`) for a time.

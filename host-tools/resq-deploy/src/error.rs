@@ -113,3 +113,12 @@ pub(crate) fn io_error(what: &str, path: &std::path::Path, e: &std::io::Error) -
         _ => Error::new(ErrorKind::Io, format!("{what} {p}: {e}")),
     }
 }
+
+/// Output of a device (a self-test, a benchmark) indented under a message.
+pub(crate) fn indent(s: &str) -> String {
+    s.trim_end()
+        .lines()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -5,10 +5,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crate::bundle::Bundle;
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::install::{flash, FlashOptions, FlashReport};
+use crate::progress::Progress;
 use crate::uri::Target;
-use crate::Progress;
 
 /// Runs `job` on every target with at most `jobs` at a time; results in the targets' order.
 pub fn for_each<T: Send>(
@@ -38,8 +38,8 @@ pub fn for_each<T: Send>(
         .into_iter()
         .map(|r| {
             r.unwrap_or_else(|| {
-                Err(crate::Error::new(
-                    crate::ErrorKind::Io,
+                Err(Error::new(
+                    ErrorKind::Io,
                     "the worker for this device stopped",
                 ))
             })
@@ -80,7 +80,7 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(5));
             running.fetch_sub(1, Ordering::SeqCst);
             if t.to_string() == "ssh://h4" {
-                Err(crate::Error::new(crate::ErrorKind::Connect, "down"))
+                Err(Error::new(ErrorKind::Connect, "down"))
             } else {
                 Ok(t.to_string())
             }

@@ -1,12 +1,12 @@
 //! Activation ranges from real images, observed on tract's float model.
 
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use tract_onnx::prelude::*;
 
 use crate::images::Preprocess;
 use crate::import::Source;
 use crate::ir::Graph;
+use crate::progress::{Progress, CALIBRATING};
 
 /// How activation ranges are chosen from the calibration data.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -70,14 +70,15 @@ const BINS: usize = 2048;
 
 /// Runs the calibration images (their preprocessed pixels, see [`Preprocess::load_pixels`])
 /// through the float model and returns a `(lo, hi)` range per IR tensor. Images are processed
-/// in the given (sorted) order, so results are deterministic.
+/// in the given (sorted) order, so results are deterministic. Reports the task
+/// [`CALIBRATING`] to `progress`.
 pub fn calibrate(
     source: &Source,
     graph: &Graph,
     pre: &Preprocess,
     images: &[Vec<u8>],
     method: Method,
-    progress: bool,
+    progress: &dyn Progress,
 ) -> Result<Vec<(f32, f32)>> {
     if images.is_empty() {
         bail!("no calibration images");
@@ -89,16 +90,7 @@ pub fn calibrate(
     } else {
         2
     };
-    let bar = if progress {
-        let bar = ProgressBar::new((images.len() * passes) as u64);
-        bar.set_style(
-            ProgressStyle::with_template("calibrating {bar:40} {pos}/{len} images ({eta})")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
+    progress.start(CALIBRATING, (images.len() * passes) as u64);
     let inputs: Vec<Tensor> = images.iter().map(|px| pre.float_input(px)).collect();
 
     let mut ranges = vec![(f32::INFINITY, f32::NEG_INFINITY); n];
@@ -110,7 +102,7 @@ pub fn calibrate(
                 r.1 = r.1.max(v);
             }
         }
-        bar.inc(1);
+        progress.advance(CALIBRATING, 1);
     }
     if method != Method::MinMax {
         // Second pass: a histogram per tensor. Percentile bins the signed values over
@@ -135,7 +127,7 @@ pub fn calibrate(
                     h[b.min(BINS - 1)] += 1;
                 }
             }
-            bar.inc(1);
+            progress.advance(CALIBRATING, 1);
         }
         for (t, ((r, h), span)) in ranges.iter_mut().zip(&hist).zip(&spans).enumerate() {
             // Clipping the logits would change which class wins: keep their full range.
@@ -164,7 +156,7 @@ pub fn calibrate(
             *r = if one_sided { (0.0, t) } else { (-t, t) };
         }
     }
-    bar.finish_and_clear();
+    progress.finish(CALIBRATING);
     Ok(ranges)
 }
 

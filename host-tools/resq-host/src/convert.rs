@@ -9,8 +9,10 @@ use crate::calibrate::{calibrate, Method};
 use crate::images::{digest_files, list_images, sha256_file, Preprocess};
 use crate::import::{import, load};
 use crate::ir::{Graph, Layer, Op};
+use crate::progress::{NoProgress, Progress};
 use crate::quantize::{check_limits, quantize, FileInfo};
-use crate::report::{layer_stats, spread};
+use crate::report::measure::{measure_layers, FloatModel, LayerStats};
+use crate::report::spread;
 
 /// What `resq convert` needs.
 #[derive(Clone, Debug)]
@@ -37,8 +39,6 @@ pub struct ConvertOptions {
     pub method: Method,
     /// Class labels file, one per line.
     pub labels: Option<PathBuf>,
-    /// Show a progress bar.
-    pub progress: bool,
     /// Layers (names as `resq inspect` shows them) whose outputs are kept at int16.
     pub keep_int16: Vec<String>,
     /// `--auto-fallback`: keep layers at int16 while some layer's SQNR against tract f32 is
@@ -52,7 +52,7 @@ pub struct ConvertOptions {
 impl ConvertOptions {
     /// `model` with the defaults of `resq convert`: no calibration folder (set `calib` unless
     /// the model is QDQ), mean 0 and std 1 (not given), shorter side to the input and centre
-    /// crop, NCHW, RGB, minmax, no labels, no progress bar, every layer int8.
+    /// crop, NCHW, RGB, minmax, no labels, every layer int8.
     pub fn new(model: impl Into<PathBuf>) -> Self {
         ConvertOptions {
             model: model.into(),
@@ -65,7 +65,6 @@ impl ConvertOptions {
             bgr: false,
             method: Method::MinMax,
             labels: None,
-            progress: false,
             keep_int16: Vec::new(),
             auto_fallback: None,
             warn_below_images: MIN_CALIB_IMAGES,
@@ -219,8 +218,14 @@ pub const FALLBACK_IMAGES: usize = 8;
 /// Most layers `--auto-fallback` keeps at int16.
 pub const FALLBACK_MAX_LAYERS: usize = 8;
 
-/// Converts a model; returns the file bytes (write them with [`write_atomic`]).
+/// Converts a model; returns the file bytes (write them with [`write_atomic`]). Reports no
+/// progress.
 pub fn convert(opts: &ConvertOptions) -> Result<Converted> {
+    convert_with_progress(opts, &NoProgress)
+}
+
+/// [`convert`], reporting calibration ([`crate::progress::CALIBRATING`]) to `progress`.
+pub fn convert_with_progress(opts: &ConvertOptions, progress: &dyn Progress) -> Result<Converted> {
     let source = load(&opts.model, opts.layout)?;
     let name = opts
         .model
@@ -296,7 +301,7 @@ pub fn convert(opts: &ConvertOptions) -> Result<Converted> {
             info.method = opts.method.name().into();
             info.method_param = opts.method.param();
             info.self_test_pixels = pixels[0].clone();
-            calibrate(&source, &graph, &pre, &pixels, opts.method, opts.progress)?
+            calibrate(&source, &graph, &pre, &pixels, opts.method, progress)?
         }
         None if unquantized.is_empty() => vec![(0.0, 0.0); graph.tensors.len()],
         None => bail!(
@@ -313,7 +318,16 @@ pub fn convert(opts: &ConvertOptions) -> Result<Converted> {
             "--auto-fallback measures each layer against tract on the calibration images: pass --calib DIR"
         );
         let probe = spread(&calib_images, FALLBACK_IMAGES);
-        let mut stats = layer_stats(&bytes, &opts.model, &probe)?;
+        // The float side once (the source and graph in hand); each step re-measures the file.
+        let float = FloatModel::new(&source, &graph)?;
+        let measure = |bytes: &[u8]| -> Result<Vec<LayerStats>> {
+            let aligned = resq_engine::AlignedBytes::new(bytes);
+            let mut engine = resq_engine::Engine::from_bytes(aligned.as_bytes()).map_err(|e| {
+                anyhow::anyhow!("internal: the converted file does not validate: {e}")
+            })?;
+            Ok(measure_layers(&mut engine, &float, &probe, &NoProgress)?.layers)
+        };
+        let mut stats = measure(&bytes)?;
         // Greedy, while some layer is below the threshold: keep the eligible int8 layer that
         // loses the most precision itself (its SQNR minus its inputs'), re-measure, repeat.
         // Layers inherit their inputs' error, so the worst *loss* is a cause and the worst
@@ -337,7 +351,7 @@ pub fn convert(opts: &ConvertOptions) -> Result<Converted> {
             let (name, sqnr_before) = (layer.name.clone(), before.output.sqnr_db);
             info.int16.push(layer.op.output());
             bytes = quantize(&graph, &ranges, &info)?;
-            stats = layer_stats(&bytes, &opts.model, &probe)?;
+            stats = measure(&bytes)?;
             let after = stats
                 .iter()
                 .find(|s| s.name == name)
@@ -533,45 +547,8 @@ pub fn read_labels(path: &Path, classes: usize) -> Result<Vec<String>> {
     Ok(labels)
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so a
-/// crash never leaves a half-written model.
+/// Writes `bytes` to `path` atomically ([`resq_io::write_atomic`]: a temporary file in the same
+/// folder and a rename), so a crash never leaves a half-written model; errors name `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile_in(dir, path)?;
-    let result = (|| -> Result<()> {
-        tmp.1.write_all(bytes)?;
-        tmp.1.sync_all()?;
-        std::fs::rename(&tmp.0, path)?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp.0);
-    }
-    result.with_context(|| format!("cannot write {}", path.display()))
-}
-
-fn tempfile_in(dir: &Path, target: &Path) -> Result<(PathBuf, std::fs::File)> {
-    let stem = target
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    for i in 0..1000 {
-        let p = dir.join(format!(".{stem}.{}.{i}.tmp", std::process::id()));
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&p)
-        {
-            Ok(f) => return Ok((p, f)),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => {
-                return Err(e).with_context(|| format!("cannot create a file in {}", dir.display()))
-            }
-        }
-    }
-    anyhow::bail!("cannot create a temporary file in {}", dir.display())
+    resq_io::write_atomic(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }

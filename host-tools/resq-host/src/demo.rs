@@ -8,9 +8,10 @@ use resq_engine::{AlignedBytes, Engine};
 use resq_format::Layout;
 
 use crate::calibrate::Method;
-use crate::convert::{convert, write_atomic, ConvertOptions, ResizeOptions};
+use crate::convert::{convert_with_progress, write_atomic, ConvertOptions, ResizeOptions};
 use crate::eval::{argmax, preprocess_of};
 use crate::images::list_images;
+use crate::progress::Progress;
 
 /// One classified photo.
 #[derive(Clone, Debug)]
@@ -117,21 +118,15 @@ pub fn unpack_builtin(dir: &Path) -> Result<()> {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
         // Through a temporary name and a rename: two demos at once never see half a file.
-        let tmp = parent.join(format!(
-            ".{}.{}.tmp",
-            name.replace('/', "_"),
-            std::process::id()
-        ));
-        std::fs::write(&tmp, bytes)
-            .and_then(|()| std::fs::rename(&tmp, &path))
+        resq_io::write_atomic(&path, bytes)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
 }
 
 /// Converts models/resnet8 with the shipped calibration images into `out`, then classifies the
-/// shipped photos through the firmware engine.
-pub fn run_demo(models: &Path, out: &Path, progress: bool) -> Result<Vec<DemoResult>> {
+/// shipped photos through the firmware engine; calibration reports to `progress`.
+pub fn run_demo(models: &Path, out: &Path, progress: &dyn Progress) -> Result<Vec<DemoResult>> {
     // The checkout links resnet8/calibration to ../photos; the built-in copy has photos only.
     let calib = Some(models.join("resnet8/calibration"))
         .filter(|c| c.is_dir())
@@ -148,13 +143,12 @@ pub fn run_demo(models: &Path, out: &Path, progress: bool) -> Result<Vec<DemoRes
         bgr: false,
         method: Method::MinMax,
         labels: Some(models.join("resnet8/labels.txt")),
-        progress,
         keep_int16: vec![],
         auto_fallback: None,
         // Six photos on purpose: the demo says what it calibrates on.
         warn_below_images: 0,
     };
-    let converted = convert(&opts)?;
+    let converted = convert_with_progress(&opts, progress)?;
     write_atomic(out, &converted.bytes)?;
     let bytes = AlignedBytes::new(
         &std::fs::read(out).with_context(|| format!("cannot read {}", out.display()))?,
@@ -214,7 +208,12 @@ mod tests {
         unpack_builtin(&models).unwrap();
         // A second unpack keeps what is there.
         unpack_builtin(&models).unwrap();
-        let results = run_demo(&models, &dir.path().join("m.resq"), false).unwrap();
+        let results = run_demo(
+            &models,
+            &dir.path().join("m.resq"),
+            &crate::progress::NoProgress,
+        )
+        .unwrap();
         assert_eq!(results.len(), 6);
         let chelsea = results
             .iter()

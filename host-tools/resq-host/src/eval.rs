@@ -73,7 +73,7 @@ pub fn check_reference_input(
 impl Reference {
     /// Loads the ONNX model the int8 file should be compared with.
     pub fn load(path: &Path, layout: resq_format::Layout) -> Result<Reference> {
-        Reference::from_source(load(path, layout)?)
+        Reference::from_source(&load(path, layout)?)
     }
 
     /// Loads the reference for `model` (read from `file`), refusing one whose input size
@@ -81,11 +81,12 @@ impl Reference {
     pub fn load_for(path: &Path, model: &Model, file: &Path) -> Result<Reference> {
         let source = load(path, model.meta.input.layout)?;
         check_reference_input(model, file, path, &source)?;
-        Reference::from_source(source)
+        Reference::from_source(&source)
     }
 
-    fn from_source(source: Source) -> Result<Reference> {
-        let mut model = source.model;
+    /// The reference of an already loaded ONNX model (see [`load`]).
+    pub fn from_source(source: &Source) -> Result<Reference> {
+        let mut model = source.model.clone();
         // Compare logits: step back over a QDQ model's trailing QuantizeLinear / DequantizeLinear
         // to a final Softmax and take its input.
         let mut node = model.node(model.output_outlets()?[0].node);

@@ -137,57 +137,17 @@ impl std::fmt::Display for Preprocess {
     }
 }
 
-fn is_image(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
-}
-
-/// Every PNG / JPEG file under `dir` (recursively, following symbolic links), sorted by
-/// path, so runs are deterministic. Each folder is entered once and each file counted once
-/// however many links lead to it (a link back to a parent would otherwise repeat the tree
-/// until the path is too long).
+/// Every PNG / JPEG file under `dir` ([`resq_io::image_file::list_images`]: recursive,
+/// following links, each folder and file once, sorted); a missing folder or one without
+/// images is bad input.
 pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
-    use std::collections::HashSet;
-    fn walk(
-        dir: &Path,
-        out: &mut Vec<PathBuf>,
-        seen_dirs: &mut HashSet<PathBuf>,
-        seen_files: &mut HashSet<PathBuf>,
-    ) -> Result<()> {
-        let real = std::fs::canonicalize(dir)
-            .with_context(|| format!("cannot read folder {}", dir.display()))?;
-        if !seen_dirs.insert(real) {
-            return Ok(());
-        }
-        let mut entries = std::fs::read_dir(dir)
-            .with_context(|| format!("cannot read folder {}", dir.display()))?
-            .map(|e| e.map(|e| e.path()))
-            .collect::<std::io::Result<Vec<_>>>()
-            .with_context(|| format!("cannot read folder {}", dir.display()))?;
-        entries.sort();
-        for path in entries {
-            if path.is_dir() {
-                walk(&path, out, seen_dirs, seen_files)?;
-            } else if is_image(&path) {
-                // A dangling link has no canonical path: keep it, loading names it.
-                let real = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
-                if seen_files.insert(real) {
-                    out.push(path);
-                }
-            }
-        }
-        Ok(())
-    }
-    let mut out = Vec::new();
-    walk(dir, &mut out, &mut HashSet::new(), &mut HashSet::new()).map_err(|e| {
+    let out = resq_io::image_file::list_images(dir).map_err(|e| {
         if dir.exists() {
-            e
+            anyhow::Error::new(e)
         } else {
             resq_io::bad_input(format!("image folder {} does not exist", dir.display()))
         }
     })?;
-    out.sort();
     if out.is_empty() {
         return Err(resq_io::bad_input(format!(
             "no PNG or JPEG images in {}; point to a folder of images",

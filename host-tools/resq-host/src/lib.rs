@@ -14,6 +14,7 @@ pub mod eval;
 pub mod images;
 pub mod import;
 pub mod ir;
+pub mod progress;
 pub mod qoperator;
 pub mod quantize;
 pub mod report;

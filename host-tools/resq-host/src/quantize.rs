@@ -332,12 +332,8 @@ pub fn quantize(graph: &Graph, ranges: &[(f32, f32)], info: &FileInfo) -> Result
 
     // Self-test: the first calibration image through the LUT; its expected output is filled in
     // below by running the engine on the finished file.
-    let self_test_input: Vec<i8> = info
-        .self_test_pixels
-        .iter()
-        .enumerate()
-        .map(|(i, &px)| lut[(i % channels) * 256 + px as usize])
-        .collect();
+    let mut self_test_input = vec![0i8; info.self_test_pixels.len()];
+    fmt::lut_quantize(&lut, channels, &info.self_test_pixels, &mut self_test_input);
     ensure!(
         self_test_input.len() == graph.tensors[graph.input].elems(),
         "internal: self-test input has {} values, the input tensor {}",

@@ -4,10 +4,9 @@
 
 use proptest::prelude::*;
 use resq_engine::AlignedBytes;
-use resq_format::write::{write_file, DataSection};
+use resq_format::write::{DataSection, TinyModel};
 use resq_format::{
-    Add, AvgPool, ChannelOrder, Conv, InputSpec, Layer, Layout, Metadata, Model, Op, OutputSpec,
-    Pad, Pool, Provenance, Requant, Residual, SelfTest, Subsample, TensorDesc,
+    Add, AvgPool, ChannelOrder, Conv, Layout, Model, Op, Pad, Pool, Requant, Residual, Subsample,
 };
 use resq_kernels::reference::{self, AddOperand};
 use resq_kernels::{Epilogue, Geometry, ResidualOperand};
@@ -190,65 +189,22 @@ impl Net {
 
     /// The file image with the given self-test input and expected output.
     pub fn file_with_self_test(&self, input: &[i8], expected: &[i8]) -> Vec<u8> {
-        let mut data = DataSection::new();
-        let lut = data.push_i8(&self.lut);
         let tensor_names: Vec<String> = (0..self.tensors.len()).map(|i| format!("t{i}")).collect();
         let layer_names: Vec<String> = (0..self.layers.len())
             .map(|i| format!("layer{i}"))
             .collect();
-        let tensors = self
-            .tensors
-            .iter()
-            .zip(&tensor_names)
-            .map(|(t, name)| TensorDesc {
-                name,
-                shape: [1, t.shape[0] as u32, t.shape[1] as u32, t.shape[2] as u32],
-                scale: t.scale,
-                zero_point: t.zero_point,
-            })
-            .collect();
-        let layers = self
-            .layers
-            .iter()
-            .zip(&layer_names)
-            .map(|(l, name)| Layer {
-                name,
-                op: l.op(&mut data),
-            })
-            .collect();
-        let self_test = SelfTest {
-            input: data.push_i8(input),
-            expected: data.push_i8(expected),
-        };
-        let meta = Metadata {
-            name: "test",
-            input: InputSpec {
-                tensor: self.input,
-                layout: Layout::Nhwc,
-                channels: self.channels,
-                mean: [0.0; 3],
-                std: [1.0; 3],
-                lut,
-            },
-            output: OutputSpec {
-                tensor: self.output,
-                softmax: self.softmax,
-            },
-            tensors,
-            layers,
-            labels: "",
-            provenance: Provenance {
-                source_name: "test.onnx",
-                source_sha256: [0; 32],
-                calib_digest: [0; 32],
-                calib_images: 0,
-                method: "minmax",
-                method_param: 0.0,
-                tool: "resq-engine tests",
-            },
-            self_test,
-        };
-        write_file(&meta, &Default::default(), &data).expect("metadata encodes")
+        let mut m = TinyModel::new("test", "resq-engine tests");
+        for (t, name) in self.tensors.iter().zip(&tensor_names) {
+            m.tensor(name, t.shape.map(|d| d as u32), t.scale, t.zero_point);
+        }
+        m.input(self.input, Layout::Nhwc, self.channels, &self.lut)
+            .output(self.output, self.softmax);
+        for (l, name) in self.layers.iter().zip(&layer_names) {
+            let op = l.op(m.data());
+            m.layer(name, op);
+        }
+        m.self_test(input, expected);
+        m.write().expect("metadata encodes")
     }
 
     /// Every tensor after running the net on `input` with the reference kernels, each in its

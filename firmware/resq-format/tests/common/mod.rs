@@ -3,7 +3,7 @@
 //! Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
-use resq_format::write::{write_file, DataSection};
+use resq_format::write::{DataSection, TinyModel};
 use resq_format::*;
 
 // ---------------------------------------------------------------------------------------------
@@ -94,25 +94,32 @@ impl TinyData {
 // The model.
 // ---------------------------------------------------------------------------------------------
 
-fn tensor(name: &'static str, shape: [u32; 4], scale: f32, zero_point: i8) -> TensorDesc<'static> {
-    TensorDesc {
-        name,
-        shape,
-        scale,
-        zero_point,
-    }
-}
-
-/// The tiny model's metadata and data section, before writing:
+/// The tiny model in a [`TinyModel`] builder, before writing:
 ///
 /// ```text
 /// input [1,4,4,3] --conv 3×3 pad 1, ReLU clamp--> [1,4,4,8] --maxpool 2×2/2--> [1,2,2,8]
 ///   --avgpool 2×2--> [1,1,1,8] --conv 1×1 (fully connected)--> logits [1,1,1,5]
 /// ```
-pub fn tiny_parts() -> (Metadata<'static>, DataSection) {
+pub fn tiny_builder() -> TinyModel<'static> {
     let d = TinyData::new();
-    let mut data = DataSection::new();
-    let lut = data.push_i8(&d.lut);
+    let conv1_zp = -100;
+    let mut m = TinyModel::new("tiny", "resq-format tests");
+    m.tensor("input", [4, 4, 3], 0.018, -3);
+    m.tensor("conv1_out", [4, 4, 8], 0.05, conv1_zp);
+    m.tensor("pool1_out", [2, 2, 8], 0.05, conv1_zp);
+    m.tensor("gap_out", [1, 1, 8], 0.03, -90);
+    m.tensor("logits", [1, 1, 5], 0.1, 0);
+    m.input(T_INPUT, Layout::Nchw, ChannelOrder::Rgb, &d.lut)
+        .normalisation([123.675, 116.28, 103.53], [58.395, 57.12, 57.375])
+        .output(T_LOGITS, true)
+        .labels(LABELS);
+    let p = m.provenance_mut();
+    p.source_name = "tiny.onnx";
+    p.source_sha256 = SOURCE_SHA256;
+    p.calib_digest = CALIB_DIGEST;
+    p.calib_images = 16;
+
+    let data = m.data();
     let conv1_weights = data.push_i8(&d.conv1_weights);
     let conv1_bias = data.push_i32(&d.conv1_bias);
     let conv1_mults = data.push_i32(&d.conv1_mults);
@@ -120,125 +127,86 @@ pub fn tiny_parts() -> (Metadata<'static>, DataSection) {
     let fc_weights = data.push_i8(&d.fc_weights);
     let fc_bias = data.push_i32(&d.fc_bias);
     let fc_mults = data.push_i32(&d.fc_mults);
-    let st_input = data.push_i8(&d.self_test_input);
-    let st_expected = data.push_i8(&d.self_test_expected);
-
-    let conv1_zp = -100;
-    let tensors = heapless::Vec::from_slice(&[
-        tensor("input", [1, 4, 4, 3], 0.018, -3),
-        tensor("conv1_out", [1, 4, 4, 8], 0.05, conv1_zp),
-        tensor("pool1_out", [1, 2, 2, 8], 0.05, conv1_zp),
-        tensor("gap_out", [1, 1, 1, 8], 0.03, -90),
-        tensor("logits", [1, 1, 1, 5], 0.1, 0),
-    ])
-    .unwrap();
-    let layers = heapless::Vec::from_slice(&[
-        Layer {
-            name: LAYER_NAMES[L_CONV1],
-            op: Op::Conv(Conv {
-                input: T_INPUT,
-                output: T_CONV1,
-                kernel: [3, 3],
-                stride: [1, 1],
-                pad: [1, 1, 1, 1],
-                groups: 1,
-                weights: conv1_weights,
-                bias: conv1_bias,
-                requant: Requant {
-                    shift: 38,
-                    mults: conv1_mults,
-                },
-                residual: None,
-                // A fused ReLU: the minimum is the output zero point.
-                clamp: [conv1_zp, 127],
-            }),
-        },
-        Layer {
-            name: LAYER_NAMES[L_MAXPOOL],
-            op: Op::MaxPool(Pool {
-                input: T_CONV1,
-                output: T_POOL,
+    m.layer(
+        LAYER_NAMES[L_CONV1],
+        Op::Conv(Conv {
+            input: T_INPUT,
+            output: T_CONV1,
+            kernel: [3, 3],
+            stride: [1, 1],
+            pad: [1, 1, 1, 1],
+            groups: 1,
+            weights: conv1_weights,
+            bias: conv1_bias,
+            requant: Requant {
+                shift: 38,
+                mults: conv1_mults,
+            },
+            residual: None,
+            // A fused ReLU: the minimum is the output zero point.
+            clamp: [conv1_zp, 127],
+        }),
+    );
+    m.layer(
+        LAYER_NAMES[L_MAXPOOL],
+        Op::MaxPool(Pool {
+            input: T_CONV1,
+            output: T_POOL,
+            kernel: [2, 2],
+            stride: [2, 2],
+            pad: [0; 4],
+        }),
+    );
+    m.layer(
+        LAYER_NAMES[L_AVGPOOL],
+        Op::AvgPool(AvgPool {
+            window: Pool {
+                input: T_POOL,
+                output: T_GAP,
                 kernel: [2, 2],
-                stride: [2, 2],
-                pad: [0; 4],
-            }),
-        },
-        Layer {
-            name: LAYER_NAMES[L_AVGPOOL],
-            op: Op::AvgPool(AvgPool {
-                window: Pool {
-                    input: T_POOL,
-                    output: T_GAP,
-                    kernel: [2, 2],
-                    stride: [1, 1],
-                    pad: [0; 4],
-                },
-                count_include_pad: false,
-                shift: 20,
-                mults: avg_mults,
-            }),
-        },
-        Layer {
-            name: LAYER_NAMES[L_FC],
-            op: Op::Conv(Conv {
-                input: T_GAP,
-                output: T_LOGITS,
-                kernel: [1, 1],
                 stride: [1, 1],
                 pad: [0; 4],
-                groups: 1,
-                weights: fc_weights,
-                bias: fc_bias,
-                requant: Requant {
-                    shift: 31,
-                    mults: fc_mults,
-                },
-                residual: None,
-                clamp: [-128, 127],
-            }),
-        },
-    ])
-    .unwrap();
-    let meta = Metadata {
-        name: "tiny",
-        input: InputSpec {
-            tensor: T_INPUT,
-            layout: Layout::Nchw,
-            channels: ChannelOrder::Rgb,
-            mean: [123.675, 116.28, 103.53],
-            std: [58.395, 57.12, 57.375],
-            lut,
-        },
-        output: OutputSpec {
-            tensor: T_LOGITS,
-            softmax: true,
-        },
-        tensors,
-        layers,
-        labels: LABELS,
-        provenance: Provenance {
-            source_name: "tiny.onnx",
-            source_sha256: SOURCE_SHA256,
-            calib_digest: CALIB_DIGEST,
-            calib_images: 16,
-            method: "minmax",
-            method_param: 0.0,
-            tool: "resq-format tests",
-        },
-        self_test: SelfTest {
-            input: st_input,
-            expected: st_expected,
-        },
-    };
-    (meta, data)
+            },
+            count_include_pad: false,
+            shift: 20,
+            mults: avg_mults,
+        }),
+    );
+    m.layer(
+        LAYER_NAMES[L_FC],
+        Op::Conv(Conv {
+            input: T_GAP,
+            output: T_LOGITS,
+            kernel: [1, 1],
+            stride: [1, 1],
+            pad: [0; 4],
+            groups: 1,
+            weights: fc_weights,
+            bias: fc_bias,
+            requant: Requant {
+                shift: 31,
+                mults: fc_mults,
+            },
+            residual: None,
+            clamp: [-128, 127],
+        }),
+    );
+    m.self_test(&d.self_test_input, &d.self_test_expected);
+    m
+}
+
+/// The tiny model's metadata and data section, before writing (see [`tiny_builder`]).
+pub fn tiny_parts() -> (Metadata<'static>, DataSection) {
+    tiny_builder().into_parts()
 }
 
 /// The tiny model after `edit` has changed its metadata and/or data section, written with
 /// `write_file` (so the header and CRC are valid and the check under test is the one that fires).
 pub fn build(edit: impl FnOnce(&mut Metadata<'static>, &mut DataSection)) -> Vec<u8> {
-    let (mut meta, mut data) = tiny_parts();
-    edit(&mut meta, &mut data);
-    write_file(&meta, &Default::default(), &data).expect("write_file")
+    let mut m = tiny_builder();
+    let (meta, data) = m.parts_mut();
+    edit(meta, data);
+    m.write().expect("write_file")
 }
 
 /// As [`build`], with an int16 block.
@@ -246,23 +214,20 @@ pub fn build_with_int16(
     int16: &[Int16Tensor],
     edit: impl FnOnce(&mut Metadata<'static>, &mut DataSection),
 ) -> Vec<u8> {
-    let (mut meta, mut data) = tiny_parts();
-    edit(&mut meta, &mut data);
     let mut precision = Precision::default();
     for t in int16 {
         precision.int16.push(*t).expect("capacity");
     }
-    write_file(&meta, &precision.into(), &data).expect("write_file")
+    let mut m = tiny_builder();
+    m.precision(precision);
+    let (meta, data) = m.parts_mut();
+    edit(meta, data);
+    m.write().expect("write_file")
 }
 
 /// The unmodified tiny model with `resize` as its resize block.
 pub fn build_with_resize(resize: Resize) -> Vec<u8> {
-    let (meta, data) = tiny_parts();
-    let blocks = resq_format::write::Blocks {
-        precision: Precision::default(),
-        resize: Some(resize),
-    };
-    write_file(&meta, &blocks, &data).expect("write_file")
+    tiny_builder().resize(resize).write().expect("write_file")
 }
 
 /// The unmodified tiny model.

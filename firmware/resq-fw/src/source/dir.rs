@@ -1,7 +1,7 @@
 //! `dir:PATH[?loop=true&fps=N]`: the PNG / JPEG images of a folder (recursively, sorted by
 //! path, as the host tool lists them), once or looped, optionally paced like a camera.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use resq_preprocess::PixelFormat;
@@ -61,30 +61,6 @@ impl DirSpec {
     }
 }
 
-fn is_image(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
-}
-
-fn list(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-        for entry in std::fs::read_dir(dir)? {
-            let path = entry?.path();
-            if path.is_dir() {
-                walk(&path, out)?;
-            } else if is_image(&path) {
-                out.push(path);
-            }
-        }
-        Ok(())
-    }
-    let mut out = vec![];
-    walk(dir, &mut out)?;
-    out.sort();
-    Ok(out)
-}
-
 /// The images of a folder as frames (RGB, decoded here).
 pub struct DirSource {
     spec: DirSpec,
@@ -106,13 +82,13 @@ impl DirSource {
                  or classify the file with `resq-fw classify`"
             )));
         }
-        let files = list(&spec.path).map_err(|e| {
+        let files = resq_io::image_file::list_images(&spec.path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 SourceError::Missing(format!(
                     "folder {p} does not exist; pass --camera dir:FOLDER of PNG / JPEG images"
                 ))
             } else {
-                SourceError::Lost(format!("cannot read folder {p}: {e}"))
+                SourceError::Lost(e.to_string())
             }
         })?;
         if files.is_empty() {
@@ -155,12 +131,8 @@ impl FrameSource for DirSource {
                 return Ok(Read::End);
             }
             // Each pass lists the folder again, so images added meanwhile are seen.
-            self.files = list(&self.spec.path).map_err(|e| {
-                SourceError::Lost(format!(
-                    "cannot read folder {}: {e}",
-                    self.spec.path.display()
-                ))
-            })?;
+            self.files = resq_io::image_file::list_images(&self.spec.path)
+                .map_err(|e| SourceError::Lost(e.to_string()))?;
             self.next = 0;
             if self.files.is_empty() {
                 return Err(SourceError::Lost(format!(

@@ -7,11 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use embedded_hal::digital::{ErrorKind, ErrorType, OutputPin};
 use resq_engine::{AlignedBytes, Engine};
-use resq_format::write::{patch_data, write_file, DataSection};
-use resq_format::{
-    AvgPool, ChannelOrder, InputSpec, Layer, Layout, Metadata, Op, OutputSpec, Pool, Provenance,
-    SelfTest, TensorDesc,
-};
+use resq_format::write::{patch_data, TinyModel};
+use resq_format::{AvgPool, ChannelOrder, Layout, Op, Pool};
 use resq_fw::frame::FrameBuf;
 use resq_fw::model::ModelFile;
 use resq_fw::source::{FrameSource, Read, SourceError};
@@ -29,79 +26,44 @@ pub fn colour_model() -> Vec<u8> {
 /// [`colour_model`], ending in a softmax or not (then its outputs are logits).
 pub fn colour_model_with(softmax: bool) -> Vec<u8> {
     let n = 8u32;
-    let mut data = DataSection::new();
+    let mut m = TinyModel::new("colours", "resq-fw tests");
+    let image = m.tensor("image", [n, n, 3], 1.0 / 128.0, 0);
+    let colour = m.tensor("colour", [1, 1, 3], 1.0 / 32.0, 0);
     // pixel p → q = p − 128 at scale 1/128: x = (p − 128) / 128.
     let lut: Vec<i8> = (0..3)
         .flat_map(|_| (0..256).map(|p| (p - 128) as i8))
         .collect();
-    let lut = data.push_i8(&lut);
+    m.input(image, Layout::Nhwc, ChannelOrder::Rgb, &lut)
+        .normalisation([128.0; 3], [128.0; 3])
+        .output(colour, softmax)
+        .labels("red\ngreen\nblue");
+    let p = m.provenance_mut();
+    p.source_name = "colours (test)";
+    p.method = "none";
     // Output scale 1/32 and 4 × the mean: mult(n) = 2¹⁶ · 4 · (1/128) / ((1/32) · n) = 2¹⁶ / n.
     let mults: Vec<i32> = (1..=n * n)
         .map(|c| ((65536.0 / c as f64).round()) as i32)
         .collect();
-    let mults = data.push_i32(&mults);
-    let red: Vec<i8> = (0..n * n).flat_map(|_| [127i8, -128, -128]).collect();
-    let st_in = data.push_i8(&red);
-    let st_out = data.push_i8(&[0, 0, 0]);
-    let mut tensors = heapless::Vec::new();
-    let _ = tensors.push(TensorDesc {
-        name: "image",
-        shape: [1, n, n, 3],
-        scale: 1.0 / 128.0,
-        zero_point: 0,
-    });
-    let _ = tensors.push(TensorDesc {
-        name: "colour",
-        shape: [1, 1, 1, 3],
-        scale: 1.0 / 32.0,
-        zero_point: 0,
-    });
-    let mut layers = heapless::Vec::new();
+    let mults = m.data().push_i32(&mults);
     let window = Pool {
-        input: 0,
-        output: 1,
+        input: image,
+        output: colour,
         kernel: [n as u16; 2],
         stride: [n as u16; 2],
         pad: [0; 4],
     };
-    let _ = layers.push(Layer {
-        name: "mean",
-        op: Op::AvgPool(AvgPool {
+    m.layer(
+        "mean",
+        Op::AvgPool(AvgPool {
             window,
             count_include_pad: false,
             shift: 16,
             mults,
         }),
-    });
-    let meta = Metadata {
-        name: "colours",
-        input: InputSpec {
-            tensor: 0,
-            layout: Layout::Nhwc,
-            channels: ChannelOrder::Rgb,
-            mean: [128.0; 3],
-            std: [128.0; 3],
-            lut,
-        },
-        output: OutputSpec { tensor: 1, softmax },
-        tensors,
-        layers,
-        labels: "red\ngreen\nblue",
-        provenance: Provenance {
-            source_name: "colours (test)",
-            source_sha256: [0; 32],
-            calib_digest: [0; 32],
-            calib_images: 0,
-            method: "none",
-            method_param: 0.0,
-            tool: "resq-fw tests",
-        },
-        self_test: SelfTest {
-            input: st_in,
-            expected: st_out,
-        },
-    };
-    let mut file = write_file(&meta, &Default::default(), &data).expect("write");
+    );
+    let red: Vec<i8> = (0..n * n).flat_map(|_| [127i8, -128, -128]).collect();
+    let st_out = m.self_test(&red, &[0, 0, 0]).expected;
+    let mut file = m.write().expect("write");
     // The expected self-test output is whatever the engine computes for it.
     let expected = {
         let bytes = AlignedBytes::new(&file);
@@ -307,8 +269,8 @@ pub fn resnet8() -> &'static (std::path::PathBuf, Vec<resq_host::demo::DemoResul
         let name = exe.file_stem().unwrap().to_string_lossy().into_owned();
         let out =
             std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("resnet8-{name}.resq"));
-        let results =
-            resq_host::demo::run_demo(&models(), &out, false).expect("convert models/resnet8");
+        let results = resq_host::demo::run_demo(&models(), &out, &resq_host::progress::NoProgress)
+            .expect("convert models/resnet8");
         (out, results)
     })
 }

@@ -120,8 +120,12 @@ pub fn model() -> PathBuf {
     static M: OnceLock<PathBuf> = OnceLock::new();
     M.get_or_init(|| {
         let p = shared().join("resnet8.resq");
-        resq_host::demo::run_demo(&resq_host::demo::models_dir(), &p, false)
-            .expect("convert ResNet-8");
+        resq_host::demo::run_demo(
+            &resq_host::demo::models_dir(),
+            &p,
+            &resq_host::progress::NoProgress,
+        )
+        .expect("convert ResNet-8");
         p
     })
     .clone()
@@ -346,6 +350,108 @@ pub fn select_points(points: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// A flash of `(device folder name, bundle, kill point)`: exit code and output.
+pub type FlashAt<'a> = dyn Fn(&str, &Path, &str) -> (Option<i32>, String) + 'a;
+
+/// One kind of target for [`kill_sweep`].
+pub struct KillSweep<'a> {
+    /// The folder holding the device folders (path prefixes) the sweep uses: `template`,
+    /// `list`, `card0`, `card1`, …
+    pub base: &'a Path,
+    /// `resq flash --bundle BUNDLE` to the device folder `base/NAME`, run by [`run_and_kill`]
+    /// with `RESQ_FLASH_KILL_AT=KILL` (empty: no kill): `(NAME, BUNDLE, KILL)` → its exit
+    /// code and output.
+    pub flash: &'a FlashAt<'a>,
+    /// Points a flash of a new release must pass.
+    pub expected: &'a [&'a str],
+    /// What this target's point names start with (`remote-` for the device script's).
+    pub point_prefix: &'a str,
+    /// What resq prints when it stopped at the point asked for.
+    pub stopped: &'a str,
+}
+
+/// What [`kill_sweep`] did.
+pub struct SweepCounts {
+    /// Flashes killed and checked.
+    pub tried: usize,
+    /// Points a flash of a new release passes.
+    pub listed: usize,
+    /// Points on the switch-back path of a failing self-test.
+    pub back: usize,
+}
+
+/// The kill-point sweep: from a device where release A is current, a flash of B (and of BAD,
+/// whose self-test fails, for the switch-back path) is killed at each point it passes (see
+/// [`select_points`]); after each kill `current` is A or the new release, whole, and the
+/// next flash of B cleans up whatever the kill left and succeeds.
+pub fn kill_sweep(t: &KillSweep) -> SweepCounts {
+    let (a, b, bad) = (bundle_a(), bundle_b(), bundle_bad());
+    let (ida, idb, idbad) = (bundle_id(&a), bundle_id(&b), bundle_id(&bad));
+    // The starting device: A current.
+    let template = t.base.join("template");
+    fs::create_dir_all(&template).expect("create the template device");
+    let (code, text) = (t.flash)("template", &a, "");
+    assert_eq!(code, Some(0), "{text}");
+    let list = |bundle: &Path| {
+        let card = t.base.join("list");
+        let _ = fs::remove_dir_all(&card);
+        copy_tree(&template, &card);
+        let (_, text) = (t.flash)("list", bundle, "list");
+        text.lines()
+            .filter_map(|l| l.strip_prefix("resq-kill-point "))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let points = list(&b);
+    for p in t.expected {
+        assert!(points.contains(&p.to_string()), "{p} in {points:?}");
+    }
+    // The switch-back path: points of a flash whose self-test fails.
+    let (restore, remove) = (
+        format!("{}restore", t.point_prefix),
+        format!("{}remove", t.point_prefix),
+    );
+    let back: Vec<String> = list(&bad)
+        .into_iter()
+        .filter(|p| p.starts_with(&restore) || p.starts_with(&remove))
+        .collect();
+    assert!(
+        back.iter()
+            .any(|p| p.starts_with(&format!("{restore}-current"))),
+        "{back:?}"
+    );
+    let mut tried = 0;
+    for (bundle, new_id, selected) in [
+        (&b, &idb, select_points(&points)),
+        (&bad, &idbad, back.clone()),
+    ] {
+        for p in &selected {
+            let name = format!("card{tried}");
+            let card = t.base.join(&name);
+            copy_tree(&template, &card);
+            let (_, text) = (t.flash)(&name, bundle, p);
+            assert!(text.contains(t.stopped), "{p}: not reached: {text}");
+            let now = check_whole(&card, p);
+            assert!(
+                now.as_ref() == Some(&ida) || now.as_ref() == Some(new_id),
+                "{p}: current {now:?}"
+            );
+            // The next flash cleans up whatever the kill left and succeeds.
+            let (code, text) = (t.flash)(&name, &b, "");
+            assert_eq!(code, Some(0), "{p}: {text}");
+            assert_eq!(check_whole(&card, p).as_ref(), Some(&idb), "{p}");
+            assert!(garbage(&card).is_empty(), "{p}: {:?}", garbage(&card));
+            tried += 1;
+            fs::remove_dir_all(&card).unwrap();
+        }
+    }
+    SweepCounts {
+        tried,
+        listed: points.len(),
+        back: back.len(),
+    }
+}
+
 /// Runs resq in its own process group; kills the whole group (resq and its ssh children,
 /// as a host losing power would) after `after`, or when it ended by itself.
 pub fn run_and_kill(
@@ -533,4 +639,33 @@ pub fn ssh_flags(known: &Path) -> Vec<String> {
         "--ssh-config".into(),
         s(&ssh_config()).into(),
     ]
+}
+
+/// A tmpfs mounted at a folder (a small card, a read-only one), unmounted on drop. Mounting
+/// needs root (or CAP_SYS_ADMIN): the README's test command runs as root in CI; elsewhere the
+/// test fails and says so rather than passing without its case.
+pub struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    pub fn mount(dir: &std::path::Path, opts: &str) -> Tmpfs {
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
+            .arg(dir)
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "cannot mount a tmpfs ({opts}) at {}: {}this test needs root or CAP_SYS_ADMIN \
+             (run the tests as root, as CI does)",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
 }

@@ -1,6 +1,6 @@
 //! Dot product (Cortex-A55/A76/A78): `sdot` (s8 × s8 → i32, four products per lane).
 //!
-//! `qs8_igemm_4x16c4__neondot`: 4 output pixels × 16 output channels (four q registers of
+//! `qs8_qc8w_igemm_4x16c4__neondot`: 4 output pixels × 16 output channels (four q registers of
 //! 4 i32 lanes per row), 16 accumulators. A k-group's packed weights `[16][4]` are exactly four
 //! q registers of `sdot`'s first operand (channels `4v..4v + 4`, 4 bytes each). Each row loads
 //! 16 activations at a time, i.e. four k-groups, and `sdot … .4b[l]` takes k-group `l` by lane
@@ -24,7 +24,7 @@ use crate::gemm::{AFormat, GemmTile, GemmUkernel};
 /// See the module docs.
 #[allow(non_upper_case_globals)]
 pub(crate) static QS8_IGEMM_4X16C4__NEONDOT: GemmUkernel = GemmUkernel {
-    name: "qs8_igemm_4x16c4__neondot",
+    name: "qs8_qc8w_igemm_4x16c4__neondot",
     mr: 4,
     nr: 16,
     kr: 4,

@@ -1,7 +1,7 @@
 //! int8 matrix multiply (Cortex-A710, Neoverse-V1 and later): `smmla` (2 × 8 by 8 × 2 → 2 × 2,
 //! s8 × s8 → i32).
 //!
-//! `qs8_igemm_8x8c8__neoni8mm`: 8 output pixels × 8 output channels, 8 values of `k` per step.
+//! `qs8_qc8w_igemm_8x8c8__neoni8mm`: 8 output pixels × 8 output channels, 8 values of `k` per step.
 //! The packing `[k_group][nb][8]` puts channels `2q` and `2q + 1` of a k-group in 16
 //! contiguous bytes, which is exactly `smmla`'s second operand; the first is two rows' 8 bytes
 //! side by side (two 64-bit loads joined by `ins`). Accumulator `(p, q)` holds
@@ -26,7 +26,7 @@ use crate::gemm::{AFormat, GemmTile, GemmUkernel};
 /// See the module docs.
 #[allow(non_upper_case_globals)]
 pub(crate) static QS8_IGEMM_8X8C8__NEONI8MM: GemmUkernel = GemmUkernel {
-    name: "qs8_igemm_8x8c8__neoni8mm",
+    name: "qs8_qc8w_igemm_8x8c8__neoni8mm",
     mr: 8,
     nr: 8,
     kr: 8,

@@ -10,7 +10,7 @@
 //! They share the vectorised epilogue in `epilogue.rs`. The property tests in `tests/isa.rs`
 //! and the engine's whole-model test pick them up from [`crate::Isa::ALL`]; run them under
 //! qemu with `-cpu cortex-a72` (neon), `-cpu cortex-a76` (dotprod) and `-cpu max` (i8mm), as
-//! `tests/qemu_aarch64.rs` does.
+//! the workspace's `tests/tests/cross.rs` does.
 
 use crate::gemm::GemmUkernel;
 use crate::Isa;

@@ -1,6 +1,6 @@
 //! NEON baseline (Cortex-A53/A57/A72): `smull`/`smull2` (s8 × s8 → s16) + `sadalp`.
 //!
-//! `qs8_igemm_2x8c16__neon_mull`: 2 output pixels × 8 output channels, 16 values of `k` per
+//! `qs8_qc8w_igemm_2x8c16__neon_mull`: 2 output pixels × 8 output channels, 16 values of `k` per
 //! step. Per k-group each row loads its 16 activations (one q register) and each channel its
 //! 16 weights; every (row, channel) pair does `smull` on the low 8 bytes and `smull2` on the
 //! high 8, each followed by its own `sadalp` into that pair's i32×4 accumulator. Widening after
@@ -23,7 +23,7 @@ use crate::gemm::{AFormat, GemmTile, GemmUkernel};
 /// See the module docs.
 #[allow(non_upper_case_globals)]
 pub(crate) static QS8_IGEMM_2X8C16__NEON_MULL: GemmUkernel = GemmUkernel {
-    name: "qs8_igemm_2x8c16__neon_mull",
+    name: "qs8_qc8w_igemm_2x8c16__neon_mull",
     mr: 2,
     nr: 8,
     kr: 16,

@@ -1,6 +1,6 @@
 //! AVX2: `vpmaddwd` (i16 × i16 → i32, pairs summed) on 256-bit vectors.
 //!
-//! `qs8_igemm_6x8c4__avx2`: 6 output pixels × 8 output channels. `vpmaddubsw` (u8 × s8) would
+//! `qs8_qc8w_igemm_6x8c4__avx2`: 6 output pixels × 8 output channels. `vpmaddubsw` (u8 × s8) would
 //! saturate its i16 pair sums, so activations come prepared as int16 and each k-group's
 //! 8 × 4 weight bytes are sign-extended in two halves of 4 channels; a row's 4 activations are
 //! broadcast as one 64-bit value. Lane pairs hold the two halves of a channel's 4-product sum
@@ -13,7 +13,7 @@ use crate::gemm::{AFormat, GemmTile, GemmUkernel};
 /// See the module docs.
 #[allow(non_upper_case_globals)]
 pub(crate) static QS8_IGEMM_6X8C4__AVX2: GemmUkernel = GemmUkernel {
-    name: "qs8_igemm_6x8c4__avx2",
+    name: "qs8_qc8w_igemm_6x8c4__avx2",
     mr: 6,
     nr: 8,
     kr: 4,

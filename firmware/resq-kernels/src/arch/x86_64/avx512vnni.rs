@@ -1,6 +1,6 @@
 //! AVX-512 VNNI: `vpdpbusd` (u8 × s8 → i32, four products per lane) on 512-bit vectors.
 //!
-//! `qs8_igemm_6x64c4__avx512vnni`: 6 output pixels × 64 output channels (four zmm of 16 i32
+//! `qs8_qc8w_igemm_6x64c4__avx512vnni`: 6 output pixels × 64 output channels (four zmm of 16 i32
 //! lanes), 24 accumulators. Per k-group of 4: four (masked) weight loads, one 32-bit broadcast
 //! of each row's 4 activations, 24 `vpdpbusd`. Activations come prepared as `x ^ 0x80`
 //! (x + 128 as u8) and the packed bias carries `−128 · Σw`, so the integer result is the
@@ -14,7 +14,7 @@ use crate::gemm::{AFormat, GemmTile, GemmUkernel};
 /// See the module docs.
 #[allow(non_upper_case_globals)]
 pub(crate) static QS8_IGEMM_6X64C4__AVX512VNNI: GemmUkernel = GemmUkernel {
-    name: "qs8_igemm_6x64c4__avx512vnni",
+    name: "qs8_qc8w_igemm_6x64c4__avx512vnni",
     mr: 6,
     nr: 64,
     kr: 4,

@@ -1,14 +1,15 @@
-//! Checks on a live board: run the installed release's benchmark, or classify a labelled set
-//! of images on the board and count top-1 on the host.
+//! Checks on a live board (`resq device bench`, `resq device eval`): run the installed
+//! release's benchmark, or classify a labelled set of images on the board and count top-1 on
+//! the host.
 
 use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::error::{Error, ErrorKind, Result};
-use crate::ssh::{shq, Ssh, SshOptions};
+use crate::error::{indent, io_error, Error, ErrorKind, Result};
+use crate::progress::{Progress, Step};
+use crate::target::ssh::{shq, Ssh, SshOptions};
 use crate::uri::Target;
-use crate::Progress;
 
 /// Figures of `resq-fw bench` on the board.
 #[derive(Clone, Debug, Serialize)]
@@ -87,7 +88,7 @@ pub fn bench(target: &Target, opts: &SshOptions, iterations: usize) -> Result<Be
                 ErrorKind::Device,
                 format!(
                     "resq-fw bench failed on the board (exit {code}):\n{}",
-                    crate::install::indent(&out)
+                    indent(&out)
                 ),
             )),
         }
@@ -121,8 +122,8 @@ pub fn eval(
                 .unwrap_or("img")
                 .to_ascii_lowercase();
             let n = format!("i{i}.{ext}");
-            let data = std::fs::read(path)
-                .map_err(|e| crate::error::io_error("--images: cannot read", path, &e))?;
+            let data =
+                std::fs::read(path).map_err(|e| io_error("--images: cannot read", path, &e))?;
             let mut h = tar::Header::new_ustar();
             h.set_size(data.len() as u64);
             h.set_mode(0o644);
@@ -161,7 +162,7 @@ pub fn eval(
                     ),
                 ));
             }
-            progress.step(&name, crate::Step::Measure);
+            progress.step(&name, Step::Measure);
             let mut predicted: Vec<Option<usize>> = vec![None; samples.len()];
             let mut failed = vec![];
             // Batches keep each command line well under the board's ARG_MAX.

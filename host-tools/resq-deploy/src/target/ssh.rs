@@ -11,10 +11,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::{link_id, Device, Release, SelfTest, State, Switched};
 use crate::board::Board;
 use crate::bundle::{BundleFile, Manifest};
 use crate::error::{Error, ErrorKind, Result};
-use crate::install::{Device, Release, SelfTest, State, Switched};
 use crate::uri::SshTarget;
 
 const SCRIPT: &str = include_str!("scripts/device.sh");
@@ -574,12 +574,6 @@ pub(crate) fn parse_selftest(out: &str) -> Option<SelfTest> {
     })
 }
 
-/// The release id of a link target `releases/<id>`.
-pub(crate) fn link_id(target: &str) -> Option<String> {
-    let id = target.strip_prefix("releases/")?;
-    (!id.is_empty() && !id.contains('/') && !id.starts_with('.')).then(|| id.to_string())
-}
-
 fn file_args(files: &[BundleFile]) -> Vec<String> {
     files
         .iter()
@@ -651,7 +645,7 @@ impl Device for Ssh {
                 a(current),
                 a(previous),
                 if drop { "1" } else { "0" }.to_string(),
-                board.unit_path.clone(),
+                board.install.unit.clone(),
             ],
         )?;
         Ok(Switched {
@@ -683,10 +677,10 @@ impl Device for Ssh {
         let out = self.script_with(
             "service",
             &[
-                board.unit_path.clone(),
-                board.user.clone(),
-                board.bin_path.clone(),
-                board.model_path.clone(),
+                board.install.unit.clone(),
+                board.install.user.clone(),
+                board.install.bin.clone(),
+                board.install.model.clone(),
             ],
             unit.as_bytes(),
             None,
@@ -696,7 +690,7 @@ impl Device for Ssh {
     }
 
     fn restart_service(&mut self, board: &Board) -> Result<(Option<String>, Vec<String>)> {
-        let out = self.script("restart", std::slice::from_ref(&board.unit_path))?;
+        let out = self.script("restart", std::slice::from_ref(&board.install.unit))?;
         Ok((service_line(&out), warnings(&out)))
     }
 }

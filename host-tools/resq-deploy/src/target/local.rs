@@ -6,12 +6,11 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use super::{link_id, Device, Release, SelfTest, State, Switched};
 use crate::board::{host_triple, Board};
 use crate::bundle::{sha256_hex, BundleFile, Manifest};
 use crate::error::{io_error, Error, ErrorKind, Result};
 use crate::fault::{corrupt, point};
-use crate::install::{Device, Release, SelfTest, State, Switched};
-use crate::ssh::link_id;
 
 const CHUNK: usize = 256 * 1024;
 
@@ -422,7 +421,7 @@ impl Device for Local {
     }
 
     fn enable_service(&mut self, board: &Board) -> Result<(Option<String>, Vec<String>)> {
-        let rel = board.unit_path.trim_start_matches('/');
+        let rel = board.install.unit.trim_start_matches('/');
         let unit = self.prefix.join(rel);
         if let Some(d) = unit.parent() {
             fs::create_dir_all(d).map_err(|e| io_error("cannot create", d, &e))?;
@@ -436,9 +435,10 @@ impl Device for Local {
                 warnings.push(w);
             }
         }
-        crate::bundle::write_atomic(&unit, board.unit("/opt/resq").as_bytes())?;
+        resq_io::write_atomic(&unit, board.unit("/opt/resq").as_bytes())
+            .map_err(|e| io_error("cannot write", &unit, &e))?;
         // What `systemctl enable` would make: an absolute link, right once the card boots.
-        let unit_dir = Path::new(&board.unit_path)
+        let unit_dir = Path::new(&board.install.unit)
             .parent()
             .unwrap_or(Path::new("/etc/systemd/system"));
         let wants = self
@@ -449,20 +449,20 @@ impl Device for Local {
         let link = wants.join(board.unit_name());
         let tmp = wants.join(format!(".{}.tmp", board.unit_name()));
         let _ = fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(&board.unit_path, &tmp)
+        std::os::unix::fs::symlink(&board.install.unit, &tmp)
             .map_err(|e| io_error("cannot create", &tmp, &e))?;
         fs::rename(&tmp, &link).map_err(|e| io_error("cannot create", &link, &e))?;
         sync_dir(&wants)?;
         let passwd = fs::read_to_string(self.prefix.join("etc/passwd")).unwrap_or_default();
         if !passwd
             .lines()
-            .any(|l| l.split(':').next() == Some(board.user.as_str()))
+            .any(|l| l.split(':').next() == Some(board.install.user.as_str()))
         {
             warnings.push(format!(
                 "the service user `{}` is not in {}/etc/passwd: create it on the board before it boots into the service (useradd --system --no-create-home {u} && usermod -aG video,gpio {u})",
-                board.user,
+                board.install.user,
                 self.prefix.display(),
-                u = board.user
+                u = board.install.user
             ));
         }
         Ok((
