@@ -15,6 +15,17 @@ pub fn models() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../models")
 }
 
+/// The photos shipped in models/photos, sorted.
+pub fn photos() -> Vec<PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(models().join("photos"))
+        .expect("models/photos")
+        .map(|e| e.expect("models/photos entry").path())
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("png" | "jpg")))
+        .collect();
+    v.sort();
+    v
+}
+
 /// The MLPerf Tiny ResNet-8 files.
 pub fn resnet8(file: &str) -> PathBuf {
     assets().join("resnet8-mlperf-tiny").join(file)

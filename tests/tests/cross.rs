@@ -1,5 +1,5 @@
-//! Every build and run that is not this machine's plain native one, in one place with one
-//! cross-build folder (`target/cross`):
+//! Every build and run that is not this machine's plain native one, in one place; the cross
+//! builds share one folder (`target/cross`), the native engine run reuses the main build:
 //!
 //! - the firmware core (format, kernels, engine) builds for a Cortex-M (`thumbv7em-none-eabihf`),
 //!   so it stays `no_std` (+ alloc for the engine);
@@ -9,13 +9,14 @@
 //!   and packing, natively and under qemu: the host converts them here, and the engine's own
 //!   test (`firmware/resq-engine/tests/isa.rs`, `RESQ_ENGINE_MODELS`) runs them, so the engine
 //!   never depends on the converter (tract is not cross-compiled);
-//! - the aarch64 build under `qemu-aarch64`: the firmware crates' tests on `cortex-a72` (NEON
-//!   only: a Raspberry Pi 4), the kernel property tests on `cortex-a76` (+ dot product) and `max`
+//! - the aarch64 build under `qemu-aarch64`: one build of the firmware crates' tests, whose
+//!   executables then run directly under qemu — all of them on `cortex-a72` (NEON only: a
+//!   Raspberry Pi 4), the kernel property tests on `cortex-a76` (+ dot product) and `max`
 //!   (+ i8mm) with every tier of each CPU required (`RESQ_REQUIRE_TIERS`: the inner tests fail
 //!   when one is missing, nothing here reads their output), the whole models on `max` (all three
-//!   aarch64 tiers); then the
-//!   aarch64 `resq-fw` (glibc and static musl) classifies the shipped photos with output
-//!   identical to the x86 binary's, timings aside.
+//!   aarch64 tiers) — while the board binaries build beside them; then the aarch64 `resq-fw`
+//!   (glibc and static musl) classifies the shipped photos with output identical to the x86
+//!   binary's, timings aside.
 //!
 //! Needs `rustup target add thumbv7em-none-eabihf aarch64-unknown-linux-gnu
 //! aarch64-unknown-linux-musl` and `apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross
@@ -57,7 +58,7 @@ fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// The inner cargo's own target folder: the outer `cargo test` may hold the main one's lock.
+/// The cross builds' folder, apart from the main one (another target, other features).
 fn cross_dir() -> PathBuf {
     target_dir().join("cross")
 }
@@ -115,13 +116,18 @@ fn tail(b: &[u8]) -> String {
     lines[lines.len().saturating_sub(60)..].join("\n")
 }
 
-/// Runs the inner cargo in [`cross_dir`] with `env`, asserts it succeeded.
-fn cargo(args: &[&str], env: &[(&str, String)]) {
+/// Runs the inner cargo in [`cross_dir`] with `env`, asserts it succeeded; its stdout.
+fn cargo(args: &[&str], env: &[(&str, String)]) -> String {
+    cargo_in(&cross_dir(), args, env)
+}
+
+/// Runs cargo with the build folder `target`, asserts it succeeded; its stdout.
+fn cargo_in(target: &Path, args: &[&str], env: &[(&str, String)]) -> String {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let t = Instant::now();
     let out = Command::new(cargo)
         .current_dir(workspace())
-        .env("CARGO_TARGET_DIR", cross_dir())
+        .env("CARGO_TARGET_DIR", target)
         // The tiers under test are chosen by the tests themselves, never by the environment.
         .env_remove("RESQ_ISA")
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -140,6 +146,7 @@ fn cargo(args: &[&str], env: &[(&str, String)]) {
         args.join(" "),
         t.elapsed().as_secs_f64()
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// `-p` for each package.
@@ -147,22 +154,80 @@ fn packages<'a>(names: &[&'a str]) -> Vec<&'a str> {
     names.iter().flat_map(|p| ["-p", p]).collect()
 }
 
-/// `cargo test --release --target aarch64 …` under `qemu -cpu cpu`.
-fn test_under_qemu(cpu: &str, selection: &[&str], env: &[(&str, String)]) {
-    let mut env = env.to_vec();
-    env.push((
-        "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER",
-        format!("qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu {cpu}"),
-    ));
+/// A test executable of the aarch64 build.
+struct TestExe {
+    /// Its package's folder, where cargo would run it.
+    package: PathBuf,
+    /// The test target's name (`isa`, or the crate's for unit tests).
+    name: String,
+    path: PathBuf,
+}
+
+/// Builds the aarch64 (glibc) tests of `packages` without running them: their executables.
+fn build_aarch64_tests(packages: &[&str]) -> Vec<TestExe> {
     let mut args = vec![
         "test",
         "--release",
+        "--no-run",
         "--target",
         GNU,
         "--no-default-features",
+        "--message-format=json-render-diagnostics",
     ];
-    args.extend_from_slice(selection);
-    cargo(&args, &env);
+    args.extend(self::packages(packages));
+    let stdout = cargo(&args, &[]);
+    let tests: Vec<TestExe> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["profile"]["test"] == true)
+        .filter_map(|m| {
+            Some(TestExe {
+                package: Path::new(m["manifest_path"].as_str()?).parent()?.into(),
+                name: m["target"]["name"].as_str()?.into(),
+                path: m["executable"].as_str()?.into(),
+            })
+        })
+        .collect();
+    assert!(!tests.is_empty(), "no test executables in:\n{stdout}");
+    tests
+}
+
+/// The test `name` of `package`.
+fn test_exe<'a>(tests: &'a [TestExe], package: &str, name: &str) -> &'a TestExe {
+    tests
+        .iter()
+        .find(|t| t.name == name && t.package.ends_with(package))
+        .unwrap_or_else(|| panic!("no aarch64 test {package} {name}"))
+}
+
+/// Runs one aarch64 test executable under `qemu -cpu cpu`, from its package's folder as cargo
+/// would, with `RESQ_REQUIRE_TIERS=tiers`.
+fn run_under_qemu(test: &TestExe, cpu: &str, tiers: &str, args: &[&str], env: &[(&str, String)]) {
+    let t = Instant::now();
+    let out = Command::new("qemu-aarch64")
+        .args(["-L", "/usr/aarch64-linux-gnu", "-cpu", cpu])
+        .arg(&test.path)
+        .args(args)
+        .current_dir(&test.package)
+        .env_remove("RESQ_ISA")
+        .env("RESQ_REQUIRE_TIERS", tiers)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("run qemu-aarch64");
+    assert!(
+        out.status.success(),
+        "{} {} under qemu -cpu {cpu} failed:\n{}\n{}",
+        test.package.display(),
+        test.name,
+        tail(&out.stdout),
+        tail(&out.stderr)
+    );
+    eprintln!(
+        "qemu -cpu {cpu} {} {}: {:.0} s",
+        test.package.file_name().unwrap().to_string_lossy(),
+        test.name,
+        t.elapsed().as_secs_f64()
+    );
 }
 
 /// The converted models the engine's whole-model test runs, written once per test binary.
@@ -281,13 +346,14 @@ fn firmware_core_builds_for_thumbv7em() {
 #[test]
 fn converted_models_give_identical_bytes_on_every_x86_tier() {
     let env = [models_env()];
-    let _one = one_at_a_time();
-    cargo(
+    // The main build folder with the outer build's own package selection: the engine's test
+    // is already built there (cargo releases the folder once the test binaries are built).
+    cargo_in(
+        &target_dir(),
         &[
             "test",
             "--release",
-            "-p",
-            "resq-engine",
+            "--workspace",
             "--test",
             "isa",
             "--",
@@ -303,61 +369,51 @@ fn converted_models_give_identical_bytes_on_every_x86_tier() {
 fn aarch64_build_passes_its_tests_under_qemu_and_classifies_like_x86() {
     require(&[GNU, MUSL], true);
     let models = models_env();
-    let _one = one_at_a_time();
+    // One build of the firmware crates' tests; each CPU then runs the executables it needs.
+    let tests = {
+        let _one = one_at_a_time();
+        build_aarch64_tests(&FIRMWARE)
+    };
+    std::thread::scope(|scope| {
+        // The binaries a board gets build while the tests run: glibc, and static musl for
+        // old-glibc boards (Jetson Nano). (The doc examples need `std`: none for aarch64.)
+        let builds = scope.spawn(|| {
+            let _one = one_at_a_time();
+            for target in [GNU, MUSL] {
+                cargo(
+                    &[
+                        "build",
+                        "--release",
+                        "--target",
+                        target,
+                        "-p",
+                        "resq-fw",
+                        "--no-default-features",
+                    ],
+                    &[],
+                );
+            }
+        });
 
-    // 1. The firmware crates' tests on a Raspberry Pi 4's CPU (the runner in
-    //    .cargo/config.toml). Host-only tests (the CLI and host comparisons) compile to nothing
-    //    there; the whole models run on `max` below, whose tiers include this CPU's.
-    test_under_qemu(
-        "cortex-a72",
-        &packages(&FIRMWARE),
-        &[("RESQ_REQUIRE_TIERS", "generic,neon".into())],
-    );
+        // 1. Every firmware test on a Raspberry Pi 4's CPU (NEON only). Host-only tests (the
+        //    CLI and host comparisons) compile to nothing there; the whole models run on
+        //    `max` below, whose tiers include this CPU's.
+        for test in &tests {
+            run_under_qemu(test, "cortex-a72", "generic,neon", &[], &[]);
+        }
+        // 2. Each newer CPU runs every kernel tier it has against the reference; `max` has
+        //    all three aarch64 tiers, so the whole models run there once more.
+        let kernels = test_exe(&tests, "resq-kernels", "isa");
+        run_under_qemu(kernels, "cortex-a76", "generic,neon,dotprod", &[], &[]);
+        let every = "generic,neon,dotprod,i8mm";
+        run_under_qemu(kernels, "max", every, &[], &[]);
+        let engine = test_exe(&tests, "resq-engine", "isa");
+        run_under_qemu(engine, "max", every, &["--include-ignored"], &[models]);
 
-    // 2. Each newer CPU runs every tier it has against the reference; `max` has all three
-    //    aarch64 tiers, so the whole models run there once more.
-    for (cpu, tiers) in [
-        ("cortex-a76", "generic,neon,dotprod"),
-        ("max", "generic,neon,dotprod,i8mm"),
-    ] {
-        test_under_qemu(
-            cpu,
-            &["-p", "resq-kernels", "--test", "isa"],
-            &[("RESQ_REQUIRE_TIERS", tiers.into())],
-        );
-    }
-    test_under_qemu(
-        "max",
-        &[
-            "-p",
-            "resq-engine",
-            "--test",
-            "isa",
-            "--",
-            "--include-ignored",
-        ],
-        &[
-            models,
-            ("RESQ_REQUIRE_TIERS", "generic,neon,dotprod,i8mm".into()),
-        ],
-    );
-
-    // 3. The binaries a board gets: glibc, and static musl for old-glibc boards (Jetson Nano).
-    for target in [GNU, MUSL] {
-        cargo(
-            &[
-                "build",
-                "--release",
-                "--target",
-                target,
-                "-p",
-                "resq-fw",
-                "--no-default-features",
-            ],
-            &[],
-        );
-    }
-    drop(_one);
+        builds
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    });
     classifies_like_x86();
 }
 
@@ -429,17 +485,6 @@ fn without_latency(out: &[u8], json: bool) -> String {
         .join("\n")
 }
 
-/// The shipped photos, sorted.
-fn photos() -> Vec<PathBuf> {
-    let mut v: Vec<_> = std::fs::read_dir(resq_e2e::models().join("photos"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("png" | "jpg")))
-        .collect();
-    v.sort();
-    v
-}
-
 /// The same photos through both architectures: identical lines, human and JSON, but for the
 /// time each image took; then the folder source and the CPU check on the "board".
 fn classifies_like_x86() {
@@ -452,7 +497,10 @@ fn classifies_like_x86() {
     )
     .expect("convert models/resnet8");
     let model = model.display().to_string();
-    let images: Vec<String> = photos().iter().map(|p| p.display().to_string()).collect();
+    let images: Vec<String> = resq_e2e::photos()
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
     for json in [false, true] {
         let mut args = vec!["classify".to_string(), "--model".into(), model.clone()];
         if json {

@@ -14,6 +14,7 @@
 mod common;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{aligned, build_dag, random_dag, Rng};
 use proptest::prelude::*;
@@ -142,9 +143,20 @@ fn converted_models() -> Vec<(String, Vec<u8>)> {
 #[test]
 #[ignore = "needs RESQ_ENGINE_MODELS; tests/tests/cross.rs converts them and runs this"]
 fn converted_models_give_identical_bytes_on_every_isa_and_thread_count() {
-    for (name, file) in converted_models() {
-        check_every_config(&name, &file);
-    }
+    let mut models = converted_models();
+    // The models are independent: a worker per core, largest first (an emulated run is long).
+    models.sort_by_key(|(_, file)| std::cmp::Reverse(file.len()));
+    let next = AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    std::thread::scope(|scope| {
+        for _ in 0..workers.min(models.len()) {
+            scope.spawn(|| {
+                while let Some((name, file)) = models.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    check_every_config(name, file);
+                }
+            });
+        }
+    });
 }
 
 proptest! {

@@ -275,18 +275,6 @@ pub fn resnet8() -> &'static (std::path::PathBuf, Vec<resq_host::demo::DemoResul
     })
 }
 
-/// The repository's models/ folder.
-pub fn models() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models")
-}
-
-/// The shipped photos, sorted.
-pub fn photos() -> Vec<std::path::PathBuf> {
-    let mut v: Vec<_> = std::fs::read_dir(models().join("photos"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("png" | "jpg")))
-        .collect();
-    v.sort();
-    v
-}
+// Not every test binary uses both.
+#[allow(unused_imports)]
+pub use resq_e2e::{models, photos};

@@ -7,6 +7,7 @@ use std::fs;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -351,7 +352,7 @@ pub fn select_points(points: &[String]) -> Vec<String> {
 }
 
 /// A flash of `(device folder name, bundle, kill point)`: exit code and output.
-pub type FlashAt<'a> = dyn Fn(&str, &Path, &str) -> (Option<i32>, String) + 'a;
+pub type FlashAt<'a> = dyn Fn(&str, &Path, &str) -> (Option<i32>, String) + Sync + 'a;
 
 /// One kind of target for [`kill_sweep`].
 pub struct KillSweep<'a> {
@@ -383,7 +384,8 @@ pub struct SweepCounts {
 /// The kill-point sweep: from a device where release A is current, a flash of B (and of BAD,
 /// whose self-test fails, for the switch-back path) is killed at each point it passes (see
 /// [`select_points`]); after each kill `current` is A or the new release, whole, and the
-/// next flash of B cleans up whatever the kill left and succeeds.
+/// next flash of B cleans up whatever the kill left and succeeds. Each kill has its own copy
+/// of the starting device, so the kills run on a worker per core.
 pub fn kill_sweep(t: &KillSweep) -> SweepCounts {
     let (a, b, bad) = (bundle_a(), bundle_b(), bundle_bad());
     let (ida, idb, idbad) = (bundle_id(&a), bundle_id(&b), bundle_id(&bad));
@@ -420,31 +422,41 @@ pub fn kill_sweep(t: &KillSweep) -> SweepCounts {
             .any(|p| p.starts_with(&format!("{restore}-current"))),
         "{back:?}"
     );
-    let mut tried = 0;
-    for (bundle, new_id, selected) in [
-        (&b, &idb, select_points(&points)),
-        (&bad, &idbad, back.clone()),
-    ] {
-        for p in &selected {
-            let name = format!("card{tried}");
-            let card = t.base.join(&name);
-            copy_tree(&template, &card);
-            let (_, text) = (t.flash)(&name, bundle, p);
-            assert!(text.contains(t.stopped), "{p}: not reached: {text}");
-            let now = check_whole(&card, p);
-            assert!(
-                now.as_ref() == Some(&ida) || now.as_ref() == Some(new_id),
-                "{p}: current {now:?}"
-            );
-            // The next flash cleans up whatever the kill left and succeeds.
-            let (code, text) = (t.flash)(&name, &b, "");
-            assert_eq!(code, Some(0), "{p}: {text}");
-            assert_eq!(check_whole(&card, p).as_ref(), Some(&idb), "{p}");
-            assert!(garbage(&card).is_empty(), "{p}: {:?}", garbage(&card));
-            tried += 1;
-            fs::remove_dir_all(&card).unwrap();
+    // Each kill gets its own card, so the cards are independent: a worker per core.
+    let jobs: Vec<(&Path, &String, String)> = select_points(&points)
+        .into_iter()
+        .map(|p| (b.as_path(), &idb, p))
+        .chain(back.iter().map(|p| (bad.as_path(), &idbad, p.clone())))
+        .collect();
+    let next = AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((bundle, new_id, p)) = jobs.get(i) else {
+                    break;
+                };
+                let name = format!("card{i}");
+                let card = t.base.join(&name);
+                copy_tree(&template, &card);
+                let (_, text) = (t.flash)(&name, bundle, p);
+                assert!(text.contains(t.stopped), "{p}: not reached: {text}");
+                let now = check_whole(&card, p);
+                assert!(
+                    now.as_ref() == Some(&ida) || now.as_ref() == Some(*new_id),
+                    "{p}: current {now:?}"
+                );
+                // The next flash cleans up whatever the kill left and succeeds.
+                let (code, text) = (t.flash)(&name, &b, "");
+                assert_eq!(code, Some(0), "{p}: {text}");
+                assert_eq!(check_whole(&card, p).as_ref(), Some(&idb), "{p}");
+                assert!(garbage(&card).is_empty(), "{p}: {:?}", garbage(&card));
+                fs::remove_dir_all(&card).unwrap();
+            });
         }
-    }
+    });
+    let tried = jobs.len();
     SweepCounts {
         tried,
         listed: points.len(),
