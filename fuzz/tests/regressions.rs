@@ -218,13 +218,12 @@ fn onnx_no_panic(name: &str) {
 }
 
 /// regressions/onnx_import/tract-slow-symbolic-dims (186 kB): the fuzzer's 30 s timeout.
-/// tract's symbolic dimensions blow up in `into_typed()` (~50 s, ~500 MB in a release build,
-/// in `TDim::maybe_eval_to_i64`) before it fails on a Reshape. Open finding: tests time
-/// nothing, so this one runs on demand (`-- --ignored`) and checks the file is refused without
-/// a panic; the fuzzer's `-timeout` is what flags the slowness.
+/// tract's symbolic dimensions blew up in `into_typed()` (~50 s, ~500 MB in a release build,
+/// in `TDim::maybe_eval_to_i64`) before it failed on a Reshape. Fixed: the importer's shape pass
+/// (host-tools/resq-host/src/shape_check.rs) refuses the residual Add whose operands cannot
+/// meet before tract types the graph.
 #[cfg(feature = "onnx")]
 #[test]
-#[ignore = "open finding: tract takes ~50 s to refuse this file; see README.md"]
 fn onnx_symbolic_dimension_blowup_is_refused() {
     onnx_no_panic("tract-slow-symbolic-dims");
 }

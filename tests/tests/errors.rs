@@ -265,3 +265,44 @@ fn a_model_from_a_future_version_is_refused() {
         "the message says what to do: {err}"
     );
 }
+
+/// A synthetic ResNet-18 (64×64) whose first strided convolution in `layer2` lost its `strides`
+/// (as in fuzz/regressions/onnx_import/tract-slow-symbolic-dims): the residual Add after it
+/// meets a shortcut of another size.
+fn resnet18_without_a_stride() -> Vec<u8> {
+    use resq_host::synth::{synth_resnet, Arch, SynthSpec};
+    let onnx = synth_resnet(&SynthSpec {
+        arch: Arch::ResNet18,
+        size: 64,
+        classes: 10,
+        seed: 3,
+    })
+    .unwrap();
+    let mut model = ModelProto::decode(&*onnx).unwrap();
+    let graph = model.graph.as_mut().unwrap();
+    let conv = graph
+        .node
+        .iter_mut()
+        .find(|n| n.name.starts_with("/layer2/layer2.0/conv1"))
+        .expect("layer2's first conv");
+    conv.attribute.retain(|a| a.name != "strides");
+    model.encode_to_vec()
+}
+
+#[test]
+fn operands_that_cannot_meet_are_refused_by_node_before_tract_types_the_graph() {
+    // Before: tract's symbolic broadcast of the two sizes, ~50 s on the fuzz finding, then
+    // "Could not find matching reshape grouping" with 350 kB of shape expressions.
+    let msg = format!(
+        "{:#}",
+        convert_onnx(&resnet18_without_a_stride()).unwrap_err()
+    );
+    assert!(
+        msg.contains("/layer2/layer2.0/")
+            && msg.contains("(Add)")
+            && msg.contains("[1, 128, 8, 8]")
+            && msg.contains("[1, 128, 16, 16]")
+            && msg.contains("do not broadcast"),
+        "{msg}"
+    );
+}

@@ -235,18 +235,12 @@ fn onnx_import_refuses(name: &str) {
 /// fuzz/regressions/onnx_import/tract-slow-symbolic-dims: a mutated Keras ResNet-50 v2
 /// (186 kB; first byte 1 = the fuzz target's NHWC flag, then the ONNX file) whose Conv attribute
 /// names are damaged (`str:des`, `pafs`) and whose batch is symbolic. tract's symbolic
-/// dimension expressions (`TDim`) grow until `into_typed()` spends ~50 s and ~500 MB
+/// dimension expressions (`TDim`) grew until `into_typed()` spent ~50 s and ~500 MB
 /// (release build, this machine) in `tract_data::dim::tree::TDim::maybe_eval_to_i64`, only to
-/// fail with "Could not find matching reshape grouping" on a Reshape
-/// (`resq_host::import::load`, host-tools/resq-host/src/import.rs:101). No panic, but a
-/// 186 kB file holds `resq convert` for most of a minute (the fuzzer's 30 s timeout). A fixed
-/// importer refuses it within 10 s.
-/// Open finding (fuzz/README.md): refused, but only after ~50 s of tract's shape inference,
-/// so this test runs on demand (`-- --ignored`); tests never time anything, so it checks that
-/// the file is refused without a panic. (`resq` prints at most `resq_io::MAX_MESSAGE_CHARS` of
-/// tract's 350 kB description of the shapes.)
+/// fail with "Could not find matching reshape grouping" and 350 kB of shape expressions. The
+/// importer's own shape pass (host-tools/resq-host/src/shape_check.rs) now refuses it before
+/// tract types the graph, naming the residual Add whose operands cannot meet.
 #[test]
-#[ignore = "open finding: tract takes ~50 s to refuse this file; see fuzz/README.md"]
 fn onnx_symbolic_dimension_blowup_is_refused() {
     let bytes = regression("onnx_import", "tract-slow-symbolic-dims");
     let dir = tempfile::tempdir().expect("temp dir");
@@ -255,5 +249,13 @@ fn onnx_symbolic_dimension_blowup_is_refused() {
     let loaded = std::panic::catch_unwind(|| {
         resq_host::import::load(&path, resq_format::Layout::Nhwc).map(|_| ())
     });
-    assert!(matches!(loaded, Ok(Err(_))), "panicked or accepted");
+    let msg = match loaded {
+        Ok(Err(e)) => format!("{e:#}"),
+        Ok(Ok(())) => panic!("accepted"),
+        Err(_) => panic!("panicked"),
+    };
+    assert!(
+        msg.contains("(Add)") && msg.contains("do not broadcast"),
+        "{msg}"
+    );
 }

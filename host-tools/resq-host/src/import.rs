@@ -109,6 +109,12 @@ fn load_unguarded(path: &Path, layout: resq_format::Layout) -> Result<Source> {
     };
     let mut full = vec![1usize];
     full.extend(&dims);
+    // Operands that cannot meet are refused here, by node, before tract's symbolic shape
+    // inference spends minutes on them.
+    if let Some(graph) = &proto.graph {
+        crate::shape_check::check(graph, &full)
+            .map_err(|why| resq_io::bad_input(format!("{}: {why}", path.display())))?;
+    }
     model.set_input_fact(0, f32::fact(&full).into())?;
     let mut typed = model
         .into_typed()

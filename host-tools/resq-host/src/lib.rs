@@ -18,4 +18,5 @@ pub mod progress;
 pub mod qoperator;
 pub mod quantize;
 pub mod report;
+mod shape_check;
 pub mod synth;
